@@ -1,0 +1,3 @@
+from forge_tmux.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,61 @@
+"""`forge-tmux sweep`."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from forge_tmux.cli.common import (
+    DirOpt,
+    JsonOpt,
+    app,
+    emit_json,
+    finish,
+    positive,
+    socket_dirs,
+    start_logging,
+    state,
+)
+
+
+@app.command()
+def sweep(
+    ctx: typer.Context,
+    dirs: DirOpt = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Report what would be removed; remove nothing.")
+    ] = False,
+    json_out: JsonOpt = False,
+    timeout: Annotated[
+        float | None,
+        typer.Option("--timeout", help="Bound in seconds on any probe (default 2, or the config)."),
+    ] = None,
+) -> None:
+    """Remove stale tmux sockets (no server listening); never anything else.
+
+    Exit 0 when the sweep did its job, 1 when a directory was refused or a stale socket could not
+    be removed, 2 on bad input.
+    """
+    from forge_tmux import sweep as core  # noqa: PLC0415 - keep --help fast
+
+    cfg = state(ctx).config
+    result = core.sweep(
+        socket_dirs(cfg, dirs),
+        dry_run=dry_run,
+        timeout=positive(timeout, "--timeout") if timeout is not None else cfg.sweep.timeout,
+        protected=cfg.protected_sockets,
+    )
+    events = core.log_events(result)
+    if events:
+        import logging  # noqa: PLC0415 - only when there is something to log
+
+        start_logging(ctx)
+        log = logging.getLogger("forge_tmux.sweep")
+        for level, text in events:
+            log.log(level, "%s", text)
+    if json_out:
+        emit_json(result.to_json())
+    else:
+        print(core.render_human(result, dry_run=dry_run))
+    finish(0 if result.ok else 1)

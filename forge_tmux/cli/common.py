@@ -1,0 +1,95 @@
+"""What every command shares: the Typer app, the config, socket directories, output."""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Annotated, Any, NoReturn
+
+import typer
+
+from forge_tmux.config import Config, load
+from forge_tmux.errors import UsageError
+from forge_tmux.paths import tmux_socket_dir
+
+app = typer.Typer(
+    name="forge-tmux",
+    help="Keeps tmux-based agent fleets spawnable: stale-socket janitor, isolated spawns, "
+    "systemd units and Telegram notifications.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+
+# Options several commands take, declared once so their help text cannot drift apart.
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print exactly one JSON object on stdout.")]
+DirOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--dir",
+        help="Socket directory to scan (repeatable); replaces the defaults "
+        "(${TMUX_TMPDIR:-/tmp}/tmux-UID plus socket_dirs from the config).",
+    ),
+]
+
+
+class State:
+    """Per-invocation state from the global options; the config is read on first use."""
+
+    def __init__(self, config_path: str | None, verbose: bool = False) -> None:
+        self.config_path = config_path
+        self.verbose = verbose
+        self._config: Config | None = None
+
+    @property
+    def config(self) -> Config:
+        if self._config is None:
+            self._config = load(self.config_path)
+        return self._config
+
+
+def state(ctx: typer.Context) -> State:
+    root = ctx.find_root()
+    obj = root.obj
+    if not isinstance(obj, State):
+        obj = State(None)
+        root.obj = obj
+    return obj
+
+
+def start_logging(ctx: typer.Context) -> None:
+    """Configure logging (stderr, journal priorities, token redaction). Every command calls it
+    before doing work, except that the sweep defers it until it has something to log: importing
+    `logging` is a measurable part of the sweep's cold start."""
+    from forge_tmux import logs  # noqa: PLC0415
+
+    logs.setup(state(ctx).verbose)
+
+
+def socket_dirs(cfg: Config, given: list[str] | None) -> list[str]:
+    """`--dir` replaces the defaults; the defaults are tmux's own directory plus the config's."""
+    if given:
+        return list(given)
+    return [tmux_socket_dir(), *cfg.socket_dirs]
+
+
+def positive(value: float, option: str) -> float:
+    if not value > 0:  # also rejects NaN
+        raise UsageError(f"{option} must be a positive number of seconds, not {value}")
+    return value
+
+
+def emit_json(data: dict[str, Any]) -> None:
+    import json  # noqa: PLC0415 - not on the path of a plain sweep
+
+    sys.stdout.write(json.dumps(data, ensure_ascii=False) + "\n")
+    sys.stdout.flush()
+
+
+def finish(code: int) -> NoReturn:
+    raise typer.Exit(code)
+
+
+def is_root() -> bool:
+    return os.geteuid() == 0

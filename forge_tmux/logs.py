@@ -1,0 +1,67 @@
+"""Logging set-up, done once by the CLI: plain lines on a terminal, `<N>` priorities in the journal.
+
+systemd turns a leading `<N>` on a stderr line into journal priority N (SyslogLevelPrefix=), which
+is how a service logs at notice or warning without a journald library.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import sys
+
+NOTICE = 25
+logging.addLevelName(NOTICE, "NOTICE")
+
+_PRIORITY = {logging.DEBUG: 7, logging.INFO: 6, NOTICE: 5, logging.WARNING: 4, logging.ERROR: 3}
+# Telegram bot tokens look like `123456789:AA...`; they appear in httpx request URLs.
+_TOKEN = re.compile(r"\d{5,}:[A-Za-z0-9_-]{20,}")
+
+
+def redact(text: str) -> str:
+    """Remove anything that looks like a Telegram bot token."""
+    return _TOKEN.sub("<token>", text)
+
+
+def stderr_is_journal() -> bool:
+    """True when stderr is the journal stream systemd connected us to ($JOURNAL_STREAM)."""
+    value = os.environ.get("JOURNAL_STREAM", "")
+    try:
+        dev, ino = (int(part) for part in value.split(":"))
+        st = os.fstat(sys.stderr.fileno())
+    except (ValueError, OSError, AttributeError):
+        return False
+    return (st.st_dev, st.st_ino) == (dev, ino)
+
+
+class _Formatter(logging.Formatter):
+    def __init__(self, journal: bool) -> None:
+        super().__init__("%(message)s" if journal else "forge-tmux: %(message)s")
+        self.journal = journal
+
+    def format(self, record: logging.LogRecord) -> str:
+        text = redact(super().format(record))
+        if self.journal:
+            priority = _PRIORITY.get(record.levelno, 3 if record.levelno > logging.ERROR else 6)
+            return "\n".join(f"<{priority}>{line}" for line in text.splitlines())
+        return text
+
+
+_configured = False
+
+
+def setup(verbose: bool = False) -> None:
+    """Configure the root logger once: stderr, journal priorities, tokens redacted."""
+    global _configured  # noqa: PLW0603 - process-wide logging is configured exactly once
+    if _configured:
+        return
+    _configured = True
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_Formatter(stderr_is_journal()))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(logging.DEBUG if verbose else NOTICE)
+    # httpx logs every request URL at INFO, and a Bot API URL contains the token.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    logging.getLogger("httpcore").setLevel(logging.WARNING)

@@ -26,6 +26,16 @@ from forge_tmux.errors import UsageError
 # command name -> module that registers it
 COMMANDS: Final[dict[str, str]] = {
     "sweep": "forge_tmux.cli._sweep",
+    "spawn": "forge_tmux.cli._spawn",
+    "post-boot": "forge_tmux.cli._spawn",
+    "audit": "forge_tmux.cli._spawn",
+    "units": "forge_tmux.cli._units",
+    "doctor": "forge_tmux.cli._units",
+    "health": "forge_tmux.cli._health",
+    "recover": "forge_tmux.cli._health",
+    "notify": "forge_tmux.cli._telegram",
+    "boot": "forge_tmux.cli._telegram",
+    "bot": "forge_tmux.cli._telegram",
 }
 # Global options that take a value, so the command name is found after them.
 _VALUED_GLOBALS: Final = frozenset({"--config"})

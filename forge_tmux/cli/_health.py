@@ -1,0 +1,1 @@
+"""`forge-tmux health, recover` (registered on the shared app when imported)."""

@@ -1,0 +1,1 @@
+"""`forge-tmux notify, boot, bot` (registered on the shared app when imported)."""

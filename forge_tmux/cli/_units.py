@@ -1,1 +1,1 @@
-"""`forge-tmux units render|install|uninstall|status, doctor` (registered on the shared app when imported)."""
+"""`forge-tmux units render|install|uninstall|status` and `forge-tmux doctor`."""

@@ -51,8 +51,12 @@ class Event:
         return f"tmux server {self.kind.value}: {display(self.path)} ({who}{self.detail})"
 
     def to_json(self) -> dict[str, object]:
-        return {"kind": self.kind.value, "path": display(self.path), "pid": self.pid,
-                "detail": self.detail}  # fmt: skip
+        return {
+            "kind": self.kind.value,
+            "path": display(self.path),
+            "pid": self.pid,
+            "detail": self.detail,
+        }
 
 
 # The memory: {"version": 1, "servers": {path: {"state": "live"|"hung", "pid": int|None}},

@@ -351,9 +351,13 @@ def _recover_one(orphan: Orphan, dry_run: bool, timeout: float) -> Recovery:
             problem = _path_taken(dir_fd, orphan, ss_listeners())
             if problem:
                 return _refused(orphan, problem)
-            return Recovery(orphan.pid, orphan.path, RecoverAction.WOULD_RECOVER,
-                            "would send SIGUSR1: the server listens on a deleted file and "
-                            "nothing else is at the path")  # fmt: skip
+            return Recovery(
+                orphan.pid,
+                orphan.path,
+                RecoverAction.WOULD_RECOVER,
+                "would send SIGUSR1: the server listens on a deleted file and "
+                "nothing else is at the path",
+            )
         assert dir_fd is not None  # noqa: S101 - _socket_dir returns a fd or a problem
         return _signal_under_lock(dir_fd, orphan, timeout)
     except SsUnavailable as exc:
@@ -395,12 +399,20 @@ def _signal_under_lock(dir_fd: int, orphan: Orphan, timeout: float) -> Recovery:
         while True:
             probe = probe_connect(target)
             if probe.state is SocketState.LIVE and probe.peer_pid == orphan.pid:
-                return Recovery(orphan.pid, orphan.path, RecoverAction.RECOVERED,
-                                "sent SIGUSR1; the server listens on its path again")  # fmt: skip
+                return Recovery(
+                    orphan.pid,
+                    orphan.path,
+                    RecoverAction.RECOVERED,
+                    "sent SIGUSR1; the server listens on its path again",
+                )
             if time.monotonic() > deadline:
-                return Recovery(orphan.pid, orphan.path, RecoverAction.FAILED,
-                                f"sent SIGUSR1 but the socket did not answer within {timeout:g} s"
-                                f" ({probe.reason})")  # fmt: skip
+                return Recovery(
+                    orphan.pid,
+                    orphan.path,
+                    RecoverAction.FAILED,
+                    f"sent SIGUSR1 but the socket did not answer within {timeout:g} s"
+                    f" ({probe.reason})",
+                )
             time.sleep(0.02)
     finally:
         os.close(lock_fd)  # releases the flock; the lock file stays, as tmux-facts advise

@@ -5,8 +5,10 @@ from __future__ import annotations
 import fcntl
 import os
 import signal
+import socket
 import subprocess
 import sys
+import time
 
 from conftest import TmuxEnv, needs_tmux, pid_alive, wait_for
 
@@ -236,9 +238,6 @@ def test_human_summary_and_journal_priorities(tmux_env: TmuxEnv, cli) -> None:
 
 def test_full_backlog_is_live_and_costs_no_timeout(tmux_env: TmuxEnv, cli) -> None:
     """A listener whose backlog is full answers EAGAIN at once: live, kept, no waiting."""
-    import socket
-    import time
-
     path = tmux_env.path("busy")
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     listener.bind(path)

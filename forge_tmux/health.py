@@ -173,12 +173,7 @@ def query(path: str, probe: Probe, uid: int | None, timeout: float) -> SocketHea
 def _scan(dirs: Iterable[str]) -> tuple[list[DirHealth], list[tuple[str, Probe, int | None]]]:
     checked: list[DirHealth] = []
     found: list[tuple[str, Probe, int | None]] = []
-    seen: set[str] = set()
-    for given in dirs:
-        path = os.path.abspath(given)
-        if path in seen:
-            continue
-        seen.add(path)
+    for path in dict.fromkeys(map(os.path.abspath, dirs)):  # each directory once, in order
         fd, verdict = _open_dir(path)
         if fd is None:
             checked.append(verdict)

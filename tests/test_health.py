@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterator
 import pytest
 from conftest import CliResult, TmuxEnv, needs_root, needs_tmux, pid_alive, wait_for
 from prometheus_client.parser import text_string_to_metric_families
+from test_sweep_real import tmux_server_pids  # the same /proc scan the sweep tests use
 
 pytestmark = needs_tmux
 
@@ -232,24 +233,6 @@ def test_bad_input_is_one_line_and_exit_2(tmux_env: TmuxEnv, cli: Cli) -> None:
         assert "Traceback" not in result.err
 
 
-def _tmux_servers_of(root: str) -> list[int]:
-    """tmux processes whose environment points at this test's TMUX_TMPDIR."""
-    found = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/comm") as fh:
-                if not fh.read().startswith("tmux"):
-                    continue
-            with open(f"/proc/{entry}/environ", "rb") as fh:
-                if f"TMUX_TMPDIR={root}".encode() in fh.read().split(b"\0"):
-                    found.append(int(entry))
-        except OSError:
-            continue
-    return [pid for pid in found if pid_alive(pid)]
-
-
 def _refused(path: str) -> bool:
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
@@ -270,7 +253,7 @@ def test_no_format_ever_starts_a_server(tmux_env: TmuxEnv, cli: Cli) -> None:
     cli("recover", "--dry-run")
 
     assert _refused(server.path)
-    assert _tmux_servers_of(tmux_env.root) == []
+    assert {pid for pid in tmux_server_pids(tmux_env) if pid_alive(pid)} == set()
     assert os.path.exists(server.path)  # and nothing was removed either
 
 

@@ -149,3 +149,23 @@ def test_nothing_to_recover(tmux_env: TmuxEnv, cli: Cli) -> None:
     result = cli("recover", "--json")
     assert result.code == 0
     assert result.json() == {"ok": True, "dry_run": False, "orphans": []}
+
+
+def test_without_ss_nothing_is_signalled(tmux_env: TmuxEnv, cli: Cli) -> None:
+    server = orphan(tmux_env, "unproven")
+    bin_dir = os.path.join(tmux_env.root, "bin")
+    os.mkdir(bin_dir)
+    tmux = shutil.which("tmux")
+    assert tmux is not None
+    os.symlink(tmux, os.path.join(bin_dir, "tmux"))  # tmux, but no ss on PATH
+    env = {**tmux_env.env, "PATH": bin_dir}
+
+    result = cli("recover", "--json", env=env)
+    assert result.code == 1
+    assert result.json()["ok"] is False
+    assert "ss" in result.json()["error"]
+    assert not os.path.exists(server.path)
+
+    nagios = cli("health", "--format", "nagios", env=env)
+    assert nagios.code == 3, nagios.out  # the orphan check could not run: UNKNOWN
+    assert "ss (iproute2) not found" in cli("health", "--json", env=env).json()["orphan_error"]

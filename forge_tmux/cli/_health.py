@@ -91,6 +91,8 @@ def health(
         parallel=cfg.health.parallel,
         orphan_uid=None if all_users else -1,
     )
+    if json_out and fmt not in (Format.ROW, Format.JSON):
+        raise UsageError(f"--json conflicts with --format {fmt.value}")
     fmt = Format.JSON if json_out else fmt
     text = {
         Format.ROW: core.render_row,
@@ -158,7 +160,10 @@ def recover(
             found, pids=pids or (), dry_run=dry_run, timeout=positive(timeout, "--timeout")
         )
     except core.SsUnavailable as exc:
-        typer.echo(f"forge-tmux: error: cannot look for orphaned servers: {exc}", err=True)
+        message = f"cannot look for orphaned servers: {exc}"
+        if json_out:
+            emit_json({"ok": False, "dry_run": dry_run, "orphans": [], "error": message})
+        typer.echo(f"forge-tmux: error: {message}", err=True)
         finish(1)
     _log_recoveries(results)
     ok = all(r.ok for r in results)

@@ -7,9 +7,11 @@ import os
 import shutil
 import signal
 import stat
+import subprocess
 from collections.abc import Callable
 
-from conftest import CliResult, Server, TmuxEnv, needs_tmux, pid_alive
+import pytest
+from conftest import CliResult, Server, TmuxEnv, needs_root, needs_tmux, pid_alive
 
 pytestmark = needs_tmux
 
@@ -169,3 +171,30 @@ def test_without_ss_nothing_is_signalled(tmux_env: TmuxEnv, cli: Cli) -> None:
     nagios = cli("health", "--format", "nagios", env=env)
     assert nagios.code == 3, nagios.out  # the orphan check could not run: UNKNOWN
     assert "ss (iproute2) not found" in cli("health", "--json", env=env).json()["orphan_error"]
+
+
+@needs_root
+def test_root_refuses_another_users_orphan(tmux_env: TmuxEnv, cli: Cli) -> None:
+    if shutil.which("setpriv") is None:
+        pytest.skip("setpriv (util-linux) is not installed")
+    theirs = os.path.join(tmux_env.root, "tmux-65534")
+    os.mkdir(theirs, 0o700)
+    os.chown(theirs, 65534, 65534)
+    as_nobody = ["setpriv", "--reuid", "65534", "--regid", "65534", "--clear-groups"]
+    env = {**tmux_env.env, "HOME": "/"}
+    start = [*as_nobody, "tmux", "-f", "/dev/null", "-L", "x", "new-session", "-d", "-P", "-F"]
+    started = subprocess.run(
+        [*start, "#{pid}", "sleep 100000"], env=env, capture_output=True, text=True, timeout=10
+    )
+    pid = int(started.stdout)
+    tmux_env.pids.append(pid)
+    os.unlink(os.path.join(theirs, "x"))
+
+    assert cli("health", "--json", "--all-users").json()["orphaned"] == 1
+    result = cli("recover", "--json", "--dir", theirs)
+
+    assert result.code == 1
+    [entry] = result.json()["orphans"]
+    assert (entry["pid"], entry["action"]) == (pid, "refused")
+    assert "uid 65534" in entry["reason"]
+    assert not os.path.exists(os.path.join(theirs, "x"))

@@ -15,6 +15,7 @@ from forge_tmux.cli.common import (
     app,
     emit_json,
     finish,
+    is_root,
     positive,
     socket_dirs,
     start_logging,
@@ -146,8 +147,9 @@ def recover(
     """Bring back the deleted sockets of your own orphaned tmux servers with SIGUSR1.
 
     Only after proving (ss -xlpe) which path each server listened on and that nothing else
-    listens there now. Root recovers root's servers only. Exit 0 when every orphan was recovered
-    (or would be) or none was found, 1 when any was refused or did not come back.
+    listens there now. Only your own servers are signalled; as root, other users' orphans in the
+    given directories are listed and refused (their owner runs recover). Exit 0 when every
+    orphan was recovered (or would be) or none was found, 1 when any was refused or failed.
     """
     from forge_tmux import orphans as core  # noqa: PLC0415
     from forge_tmux.paths import display  # noqa: PLC0415
@@ -155,7 +157,9 @@ def recover(
     start_logging(ctx)
     within = frozenset(os.path.abspath(d) for d in socket_dirs(state(ctx).config, dirs))
     try:
-        found = core.orphaned_servers(within, uid=os.geteuid())
+        # Root sees every user's orphans in the given directories and refuses the others'
+        # with the reason (their owner runs recover); a user sees only their own.
+        found = core.orphaned_servers(within, uid=None if is_root() else os.geteuid())
         results = core.recover(
             found, pids=pids or (), dry_run=dry_run, timeout=positive(timeout, "--timeout")
         )

@@ -305,7 +305,6 @@ def load_manifest(mode: Mode) -> Manifest | None:
 
 def _save_manifest(manifest: Manifest) -> None:
     path = manifest_path(manifest.mode)
-    os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
     _write_atomic(path, json.dumps(manifest.to_json(), indent=2, sort_keys=True) + "\n")
 
 
@@ -353,7 +352,7 @@ def _manager_error(mode: Mode) -> str | None:
     return None
 
 
-def _makedirs(path: str, created: list[str]) -> None:
+def _makedirs(path: str, created: list[str], mode: int = 0o755) -> None:
     """mkdir -p that records each directory it created, outermost first."""
     missing: list[str] = []
     here = os.path.abspath(path)
@@ -361,7 +360,7 @@ def _makedirs(path: str, created: list[str]) -> None:
         missing.append(here)
         here = os.path.dirname(here)
     for directory in reversed(missing):
-        os.mkdir(directory, 0o755)
+        os.mkdir(directory, mode)
         created.append(directory)
 
 
@@ -399,6 +398,7 @@ def install(opts: RenderOptions) -> Outcome:
     kept: list[str] = []
     notes: list[str] = []
     _makedirs(where, created)
+    _makedirs(os.path.dirname(manifest_path(mode)), created, 0o700)
     wants_before = _wants_dirs(where)
     units: list[str] = []
     for rendered in render(opts):

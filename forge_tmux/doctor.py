@@ -42,7 +42,11 @@ class Report:
         return all(c.level is not Level.FAIL for c in self.checks)
 
     def to_json(self) -> dict[str, Any]:
-        return {"ok": self.ok, "mode": self.mode.value, "checks": [c.to_json() for c in self.checks]}
+        return {
+            "ok": self.ok,
+            "mode": self.mode.value,
+            "checks": [c.to_json() for c in self.checks],
+        }
 
 
 def render(report: Report) -> str:
@@ -109,7 +113,10 @@ def check_units(status: systemd_units.Status) -> list[Check]:
     checks = []
     for unit in core:
         if not unit.installed:
-            level, detail = Level.FAIL, f"not installed (run: forge-tmux units install --mode {status.mode.value})"
+            level, detail = (
+                Level.FAIL,
+                f"not installed (run: forge-tmux units install --mode {status.mode.value})",
+            )
         elif unit.enabled != "enabled":
             level, detail = Level.FAIL, f"installed but {unit.enabled}"
         else:
@@ -150,24 +157,24 @@ def check_last_sweep(props: dict[str, str]) -> Check:
 def check_telegram(cfg: Config, environ: dict[str, str] | None = None) -> Check:
     env = os.environ if environ is None else environ
     chat = env.get("FORGE_TMUX_TELEGRAM_CHAT_ID") or cfg.telegram.chat_id
-    token_from = ""
+    credential_origin = ""
     if env.get("FORGE_TMUX_TELEGRAM_TOKEN"):
-        token_from = "FORGE_TMUX_TELEGRAM_TOKEN"
+        credential_origin = "FORGE_TMUX_TELEGRAM_TOKEN"
     elif cfg.telegram.token_file:
         problem = _token_file_problem(cfg.telegram.token_file)
         if problem:
             return Check("telegram", Level.FAIL, problem)
-        token_from = cfg.telegram.token_file
+        credential_origin = cfg.telegram.token_file
     elif env.get("CREDENTIALS_DIRECTORY") and os.path.exists(
         os.path.join(env["CREDENTIALS_DIRECTORY"], "telegram-token")
     ):
-        token_from = "systemd credential telegram-token"
-    if not token_from and not chat:
+        credential_origin = "systemd credential telegram-token"
+    if not credential_origin and not chat:
         return Check("telegram", Level.OK, "not configured (no notifications)")
-    if not token_from or not chat:
-        missing = "a token" if not token_from else "a chat id"
+    if not credential_origin or not chat:
+        missing = "a token" if not credential_origin else "a chat id"
         return Check("telegram", Level.WARN, f"half configured: {missing} is missing")
-    return Check("telegram", Level.OK, f"configured (token from {token_from}, chat {chat})")
+    return Check("telegram", Level.OK, f"configured (token from {credential_origin}, chat {chat})")
 
 
 def _token_file_problem(path: str) -> str:

@@ -7,11 +7,13 @@ that "systemd is not installed" is never confused with "the unit is not running"
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Final
 
 DEFAULT_TIMEOUT: Final = 30.0
@@ -83,7 +85,9 @@ def run(
     return SystemdResult(tuple(argv), proc.returncode, proc.stdout, proc.stderr)
 
 
-def systemctl(args: Sequence[str], *, user: bool, timeout: float = DEFAULT_TIMEOUT) -> SystemdResult:
+def systemctl(
+    args: Sequence[str], *, user: bool, timeout: float = DEFAULT_TIMEOUT
+) -> SystemdResult:
     return run(systemctl_argv(args, user=user), timeout=timeout)
 
 
@@ -91,7 +95,9 @@ def loginctl(args: Sequence[str], *, timeout: float = DEFAULT_TIMEOUT) -> System
     return run(("loginctl", "--no-pager", "--no-ask-password", *args), timeout=timeout)
 
 
-def analyze(args: Sequence[str], *, timeout: float = 60.0, env: Mapping[str, str] | None = None) -> SystemdResult:
+def analyze(
+    args: Sequence[str], *, timeout: float = 60.0, env: Mapping[str, str] | None = None
+) -> SystemdResult:
     return run(("systemd-analyze", *args), timeout=timeout, env=env)
 
 
@@ -113,6 +119,18 @@ def show(unit: str, properties: Sequence[str], *, user: bool) -> dict[str, str]:
         if sep:
             values[key] = value
     return values
+
+
+def timer_next(unit: str, *, user: bool) -> datetime | None:
+    """When a timer fires next (wall clock), None when it is not scheduled or nobody answers.
+    `list-timers` does the monotonic-to-wall-clock arithmetic that `show` leaves to us."""
+    result = systemctl(["list-timers", "--all", "--output=json", unit], user=user, timeout=10)
+    try:
+        rows = json.loads(result.stdout) if result.ok else []
+        usec = int(rows[0]["next"]) if rows else 0
+    except (ValueError, KeyError, TypeError, IndexError):
+        return None
+    return datetime.fromtimestamp(usec / 1e6, UTC) if usec > 0 else None
 
 
 def lingering(user_name: str) -> bool:

@@ -125,7 +125,9 @@ def options(
         identity = Identity.of(os.getuid())
     token_file = cfg.telegram.token_file
     if token_file is not None and not os.path.isabs(token_file):
-        raise UsageError(f"telegram.token_file must be an absolute path for the units: {token_file}")
+        raise UsageError(
+            f"telegram.token_file must be an absolute path for the units: {token_file}"
+        )
     root = tmux_socket_root()
     return RenderOptions(
         mode=mode,
@@ -203,7 +205,9 @@ def render(opts: RenderOptions) -> tuple[RenderedFile, ...]:
         "post_boot_timeout": POST_BOOT_TIMEOUT,
     }
     return tuple(
-        RenderedFile(name, _tidy(env.get_template(_TEMPLATE_OF.get(name, name + ".j2")).render(context)))
+        RenderedFile(
+            name, _tidy(env.get_template(_TEMPLATE_OF.get(name, name + ".j2")).render(context))
+        )
         for name in file_names(opts)
     )
 
@@ -366,9 +370,7 @@ def _makedirs(path: str, created: list[str], mode: int = 0o755) -> None:
 
 def _wants_dirs(directory: str) -> set[str]:
     try:
-        return {
-            os.path.join(directory, n) for n in os.listdir(directory) if n.endswith(".wants")
-        }
+        return {os.path.join(directory, n) for n in os.listdir(directory) if n.endswith(".wants")}
     except OSError:
         return set()
 
@@ -424,19 +426,27 @@ def install(opts: RenderOptions) -> Outcome:
     manifest = Manifest(mode, files, tuple(units), tuple(created))
     _save_manifest(manifest)
 
-    steps: list[tuple[str, list[str]]] = [
-        ("daemon-reload", ["daemon-reload"]),
-        ("enable", ["enable", *units]),
-        ("start", ["start", SWEEP_TIMER, *([BOT_SERVICE] if BOT_SERVICE in units else [])]),
+    steps = [
+        ["daemon-reload"],
+        ["enable", *units],
+        ["start", SWEEP_TIMER, *([BOT_SERVICE] if BOT_SERVICE in units else [])],
         # The first sweep, through systemd: proves the unit works as installed.
-        ("first sweep", ["start", SWEEP_SERVICE]),
+        ["start", SWEEP_SERVICE],
     ]
-    for label, args in steps:
+    for args in steps:
         result = systemd.systemctl(args, user=user, timeout=180)
         if not result.ok:
             error = f"systemctl {' '.join(args)} failed: {result.why}"
-            return Outcome("install", mode, where, False, tuple(written), (), tuple(kept),
-                           notes=tuple(notes), error=error)  # fmt: skip
+            return Outcome(
+                "install",
+                mode,
+                where,
+                False,
+                written=tuple(written),
+                kept=tuple(kept),
+                notes=tuple(notes),
+                error=error,
+            )
     new_wants = _wants_dirs(where) - wants_before
     linger_enabled = False
     if user:
@@ -516,9 +526,14 @@ def uninstall(mode: Mode) -> Outcome:
         with contextlib.suppress(OSError):  # not empty: something else lives there now
             os.rmdir(directory)
     return Outcome(
-        "uninstall", mode, where, not kept, removed=tuple(removed), kept=tuple(kept),
+        "uninstall",
+        mode,
+        where,
+        not kept,
+        removed=tuple(removed),
+        kept=tuple(kept),
         notes=tuple(notes),
-    )  # fmt: skip
+    )
 
 
 def _remove_our_links(where: str, manifest: Manifest) -> list[str]:
@@ -607,16 +622,18 @@ def status(mode: Mode) -> Status:
     units = []
     for name in _ALL_UNITS:
         path = os.path.join(where, name)
+        installed = os.path.exists(path)
         enabled = active = "unknown"
         if manager is not None:
-            enabled = systemd.systemctl(["is-enabled", name], user=user).stdout.strip() or "unknown"
+            enabled = systemd.systemctl(["is-enabled", name], user=user).stdout.strip()
+            enabled = enabled or ("unknown" if installed else "not-found")
             active = systemd.systemctl(["is-active", name], user=user).stdout.strip() or "unknown"
-        units.append(UnitStatus(name, path, os.path.exists(path), path in ours, enabled, active))
+        units.append(UnitStatus(name, path, installed, path in ours, enabled, active))
     timer_next = None
     last_sweep: dict[str, str] = {}
     if manager is not None:
-        timer = systemd.show(SWEEP_TIMER, ["NextElapseUSecRealtime"], user=user)
-        timer_next = timer.get("NextElapseUSecRealtime") or None
+        when = systemd.timer_next(SWEEP_TIMER, user=user)
+        timer_next = when.isoformat(sep=" ", timespec="seconds") if when else None
         last_sweep = systemd.show(
             SWEEP_SERVICE, ["Result", "ExecMainStatus", "ExecMainExitTimestamp"], user=user
         )
@@ -650,9 +667,10 @@ def render_status(result: Status) -> str:
     lines.append(f"timer next run: {result.timer_next or 'unknown'}")
     if result.last_sweep:
         sweep = result.last_sweep
+        when = sweep.get("ExecMainExitTimestamp") or "never"
         lines.append(
-            f"last sweep: {sweep.get('Result', '?')}, exit status "
-            f"{sweep.get('ExecMainStatus', '?')}, at {sweep.get('ExecMainExitTimestamp') or 'never'}"
+            f"last sweep: {sweep.get('Result', '?')}, "
+            f"exit status {sweep.get('ExecMainStatus', '?')}, at {when}"
         )
     if result.lingering is not None:
         lines.append(f"lingering: {'on' if result.lingering else 'off'}")

@@ -73,11 +73,18 @@ def e2e_venv() -> Path:
         shutil.rmtree(target, ignore_errors=True)
         subprocess.run([DEBIAN_PYTHON, "-m", "venv", str(target)], check=True)
         subprocess.run(
-            [str(target / "bin" / "python"), "-m", "pip", "install", "-q",
-             "--disable-pip-version-check", str(REPO)],
+            [
+                str(target / "bin" / "python"),
+                "-m",
+                "pip",
+                "install",
+                "-q",
+                "--disable-pip-version-check",
+                str(REPO),
+            ],
             check=True,
             cwd="/",
-        )  # fmt: skip
+        )
         subprocess.run(["chmod", "-R", "a+rX", str(target)], check=True)
         marker.touch()
         _prune_old_venvs(target)
@@ -161,13 +168,18 @@ class UserManager:
     ) -> subprocess.CompletedProcess[str]:
         """Run argv as the user, with a login-like environment."""
         return subprocess.run(
-            [*self._as_user(), "env", "-i", *(f"{k}={v}" for k, v in self.env(**env).items()),
-             *argv],
+            [
+                *self._as_user(),
+                "env",
+                "-i",
+                *(f"{k}={v}" for k, v in self.env(**env).items()),
+                *argv,
+            ],
             capture_output=True,
             text=True,
             timeout=timeout,
             cwd=self.home,
-        )  # fmt: skip
+        )
 
     def systemctl(self, *args: str) -> subprocess.CompletedProcess[str]:
         return self.run(["systemctl", "--user", "--no-pager", *args])
@@ -186,18 +198,24 @@ class UserManager:
                 with open(path, "w") as fh:
                     fh.write(str(os.getpid()))
 
-        log = open(self.log, "ab")  # noqa: SIM115 - handed to the child, closed below
+        log = open(self.log, "ab")  # handed to the child, closed below
         try:
             self.proc = subprocess.Popen(
-                [*self._as_user(), "env", "-i", *(f"{k}={v}" for k, v in self.env().items()),
-                 SYSTEMD, "--user"],
+                [
+                    *self._as_user(),
+                    "env",
+                    "-i",
+                    *(f"{k}={v}" for k, v in self.env().items()),
+                    SYSTEMD,
+                    "--user",
+                ],
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 cwd=self.home,
                 preexec_fn=enter_cgroup,  # noqa: PLW1509 - single-threaded test process
                 start_new_session=True,
-            )  # fmt: skip
+            )
         finally:
             log.close()
         deadline = time.monotonic() + 30

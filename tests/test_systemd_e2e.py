@@ -34,7 +34,7 @@ STAND_IN = textwrap.dedent(
     [Service]
     Type=oneshot
     RemainAfterExit=yes
-    ExecStart=/bin/sh -c 'if [ -e {stale} ]; then echo present; else echo swept; fi > %h/post-boot-saw'
+    ExecStart=/bin/sh -c 'if [ -e {stale} ]; then echo present; else echo swept; fi > %h/saw'
 
     [Install]
     WantedBy=default.target
@@ -110,11 +110,13 @@ def test_install_boot_order_and_uninstall(manager: UserManager, venv: Path) -> N
     assert swept == {"Result": "success", "ExecMainStatus": "0"}
     code, out, _ = forge(manager, venv, "units", "status", "--json")
     assert code == 0, out
-    assert json.loads(out)["ok"] is True
+    status = json.loads(out)
+    assert status["ok"] is True
+    assert status["timer_next"]  # a wall-clock time: the timer is scheduled
 
     # Simulated boot: the manager goes down, a stale socket is left behind, the manager comes up.
     manager.stop()
-    saw = Path(manager.home, "post-boot-saw")
+    saw = Path(manager.home, "saw")
     saw.unlink(missing_ok=True)
     make_stale(manager, "e2e-stale")
     manager.start()
@@ -147,7 +149,9 @@ def test_spawned_session_survives_service_restart(manager: UserManager, venv: Pa
     forge_tmux = str(venv / "bin" / "forge-tmux")
     code, out, err = forge(manager, venv, "spawn", "--help")
     if code != 0 and "No such command" in err:
-        pytest.skip("`forge-tmux spawn` is not on this branch yet (the spawn branch has not landed)")
+        pytest.skip(
+            "`forge-tmux spawn` is not on this branch yet (the spawn branch has not landed)"
+        )
     code, out, err = forge(manager, venv, "units", "install", "--with-bot", "--json")
     assert code == 0, (out, err)
     # The real bot unit, with its ExecStart replaced: spawn a session, then stay up like the bot.

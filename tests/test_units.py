@@ -1,19 +1,20 @@
-"""Rendering the units: exact expectations on the lines that matter, `systemd-analyze verify` with
-nothing on stderr (user and system mode), and the system sweep's `systemd-analyze security` score."""
+"""Rendering the units: exact expectations on the lines that matter; `systemd-analyze verify`
+with nothing on stderr (user and system mode); the system sweep's `systemd-analyze security`."""
 
 from __future__ import annotations
 
 import os
 import re
 import shutil
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 from conftest import CliResult, run_cli
 
+from forge_tmux import systemd
 from forge_tmux.config import Config, TelegramConfig
+from forge_tmux.errors import UsageError
 from forge_tmux.systemd_units import (
     BOOT_SERVICE,
     BOT_SERVICE,
@@ -152,8 +153,6 @@ def test_config_path_is_passed_on() -> None:
 
 
 def test_options_reject_bad_input() -> None:
-    from forge_tmux.errors import UsageError
-
     with pytest.raises(UsageError, match="absolute"):
         options(Config(), Mode.USER, exec_path="bin/forge-tmux")
     with pytest.raises(UsageError, match="no such user"):
@@ -200,7 +199,9 @@ def test_cli_render_bad_input_is_one_line_exit_2(
 
 def rendered_dir(tmp_path: Path, mode: str) -> Path:
     out = tmp_path / mode
-    result = render_cli(tmp_path, "--mode", mode, "--out", str(out), "--exec", EXE, "--with-post-boot")
+    result = render_cli(
+        tmp_path, "--mode", mode, "--out", str(out), "--exec", EXE, "--with-post-boot"
+    )
     assert result.code == 0, result.err
     return out
 
@@ -212,28 +213,23 @@ def test_systemd_analyze_verify_is_silent(tmp_path: Path, mode: str) -> None:
     out = rendered_dir(tmp_path, mode)
     units = sorted(str(p) for p in out.iterdir() if p.suffix in (".service", ".timer"))
     env = dict(os.environ)
-    argv = [str(ANALYZE), "verify", "--man=no", *units]
+    args = ["verify", "--man=no", *units]
     if mode == "user":
         runtime = tmp_path / "runtime"
         runtime.mkdir(mode=0o700)
         env["XDG_RUNTIME_DIR"] = str(runtime)
-        argv.insert(1, "--user")
-    proc = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=60)
-    assert proc.returncode == 0, proc.stderr
-    assert proc.stderr == ""
+        args.insert(0, "--user")
+    result = systemd.analyze(args, env=env)
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == ""
 
 
 @needs_analyze
 def test_systemd_analyze_security_score_of_the_system_sweep(tmp_path: Path) -> None:
     out = rendered_dir(tmp_path, "system")
-    proc = subprocess.run(
-        [str(ANALYZE), "security", "--offline=true", "--man=no", str(out / SWEEP_SERVICE)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    match = re.search(r"Overall exposure level for \S+: (\d+\.\d+)", proc.stdout)
-    assert match, proc.stdout + proc.stderr
+    result = systemd.analyze(["security", "--offline=true", "--man=no", str(out / SWEEP_SERVICE)])
+    match = re.search(r"Overall exposure level for \S+: (\d+\.\d+)", result.stdout)
+    assert match, result.stdout + result.stderr
     score = float(match.group(1))
     print(f"systemd-analyze security {SWEEP_SERVICE} (system mode): {score}")
     assert score <= 2.0

@@ -125,7 +125,9 @@ def doctor(
     ctx: typer.Context,
     mode: Annotated[
         Mode | None,
-        typer.Option("--mode", help="Which units to check (default: the installed ones, else user)."),
+        typer.Option(
+            "--mode", help="Which units to check (default: the installed ones, else user)."
+        ),
     ] = None,
     json_out: JsonOpt = False,
 ) -> None:

@@ -35,8 +35,8 @@ if [[ $mode == system ]]; then
   prefix=${FORGE_TMUX_PREFIX:-/opt/forge-tmux}
   bindir=${FORGE_TMUX_BINDIR:-/usr/local/bin}
   default_python=/usr/bin/python3
-  unit_args=(--mode system)
-  [[ -z $run_as ]] || unit_args+=(--user "$run_as")
+  run_as=${run_as:-${SUDO_USER:-root}}
+  unit_args=(--mode system --user "$run_as")
 else
   [[ -z $run_as ]] || { say "--user is for --system" >&2; exit 2; }
   prefix=${FORGE_TMUX_PREFIX:-${XDG_DATA_HOME:-$HOME/.local/share}/forge-tmux}
@@ -91,7 +91,10 @@ if grep -q -e 'no running systemd' -e 'systemd is not installed' <<<"$units_out"
   say "the sweep timer could NOT be enabled: systemd is not running here (forge-tmux itself is"
   say "installed). Until then, run 'forge-tmux sweep' yourself or from cron."
   say "first sweep:"
-  "$exe" sweep || say "the first sweep reported a problem (see above)"
+  sweep=("$exe" sweep)
+  # System units sweep the sockets of the user they run as; so does the first sweep.
+  [[ $mode == user || $run_as == root ]] || sweep=(runuser -u "$run_as" -- "${sweep[@]}")
+  "${sweep[@]}" || say "the first sweep reported a problem (see above)"
   exit 0
 fi
 say "installing the units failed (see above)" >&2

@@ -375,9 +375,9 @@ def _wants_dirs(directory: str) -> set[str]:
         return set()
 
 
-def _post_boot_is_users(previous: Manifest | None, target: str, mode: Mode) -> bool:
+def _post_boot_is_users(previous: Manifest, target: str, mode: Mode) -> bool:
     """True when a forge-post-boot-sessions.service exists that we did not install."""
-    ours = previous is not None and target in previous.files
+    ours = target in previous.files
     if os.path.lexists(target):
         return not ours
     loaded = systemd.show(POST_BOOT_SERVICE, ["LoadState"], user=mode is Mode.USER)
@@ -390,27 +390,104 @@ def install(opts: RenderOptions) -> Outcome:
     mode = opts.mode
     where = unit_dir(mode)
     user = mode is Mode.USER
+    _need_root(mode)
     problem = _manager_error(mode)
     if problem:
         return Outcome("install", mode, where, False, error=f"{problem}; nothing installed")
-    previous = load_manifest(mode)
-    files = dict(previous.files) if previous else {}
-    created = list(previous.created_dirs) if previous else []
-    written: list[str] = []
+    previous = load_manifest(mode) or Manifest(mode)
+    try:
+        written = _write_units(opts, where, previous)
+    except OSError as exc:
+        return Outcome("install", mode, where, False, error=f"cannot write: {exc}")
+    manifest = written.manifest
+    steps = [
+        ["daemon-reload"],
+        ["enable", *written.units],
+        ["start", SWEEP_TIMER, *([BOT_SERVICE] if BOT_SERVICE in written.units else [])],
+        # The first sweep, through systemd: proves the unit works as installed.
+        ["start", SWEEP_SERVICE],
+    ]
+    for args in steps:
+        result = systemd.systemctl(args, user=user, timeout=180)
+        if not result.ok:
+            return written.outcome(False, f"systemctl {' '.join(args)} failed: {result.why}")
+    notes = list(written.notes)
+    linger_enabled = previous.linger_enabled
+    if user:
+        enabled_now, note = _see_to_lingering()
+        linger_enabled = linger_enabled or enabled_now
+        if note:
+            notes.append(note)
+    new_wants = tuple(sorted(_wants_dirs(where) - written.wants_before))
+    _save_manifest(
+        Manifest(
+            mode,
+            manifest.files,
+            manifest.enabled,
+            (*manifest.created_dirs, *new_wants),
+            linger_enabled,
+        )
+    )
+    started = (SWEEP_TIMER, SWEEP_SERVICE, *([BOT_SERVICE] if BOT_SERVICE in written.units else []))
+    return Outcome(
+        "install",
+        mode,
+        where,
+        True,
+        written=written.paths,
+        kept=written.kept,
+        enabled=tuple(written.units),
+        started=started,
+        notes=tuple(notes),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class _Written:
+    """What the file-writing half of an install did (the manifest is already saved)."""
+
+    manifest: Manifest
+    units: tuple[str, ...]
+    paths: tuple[str, ...]
+    kept: tuple[str, ...]
+    notes: tuple[str, ...]
+    wants_before: frozenset[str]
+
+    def outcome(self, ok: bool, error: str | None = None) -> Outcome:
+        m = self.manifest
+        return Outcome(
+            "install",
+            m.mode,
+            unit_dir(m.mode),
+            ok,
+            written=self.paths,
+            kept=self.kept,
+            notes=self.notes,
+            error=error,
+        )
+
+
+def _write_units(opts: RenderOptions, where: str, previous: Manifest) -> _Written:
+    """Write every rendered file (never the operator's own post-boot unit) and save the manifest
+    before anything is enabled, so that uninstall can always take back what was written."""
+    mode = opts.mode
+    files = dict(previous.files)
+    created = list(previous.created_dirs)
+    paths: list[str] = []
     kept: list[str] = []
     notes: list[str] = []
+    units: list[str] = []
     _makedirs(where, created)
     _makedirs(os.path.dirname(manifest_path(mode)), created, 0o700)
-    wants_before = _wants_dirs(where)
-    units: list[str] = []
+    wants_before = frozenset(_wants_dirs(where))
     for rendered in render(opts):
         if not rendered.is_unit:
             target = os.path.join(TMPFILES_DIR, rendered.name)
             if not os.access(TMPFILES_DIR, os.W_OK):
                 notes.append(
                     "systemd-tmpfiles may age out live tmux sockets in /tmp; to prevent it run: "
-                    f"forge-tmux units render --mode {mode.value} --out /tmp/forge-units && "
-                    f"sudo install -m 0644 /tmp/forge-units/{TMPFILES} {target}"
+                    f"forge-tmux units render --mode {mode.value} --out ~/forge-tmux-units && "
+                    f"sudo install -m 0644 ~/forge-tmux-units/{TMPFILES} {target}"
                 )
                 continue
         else:
@@ -422,52 +499,17 @@ def install(opts: RenderOptions) -> Outcome:
             units.append(rendered.name)
         _write_atomic(target, rendered.text)
         files[target] = hashlib.sha256(rendered.text.encode()).hexdigest()
-        written.append(target)
-    manifest = Manifest(mode, files, tuple(units), tuple(created))
+        paths.append(target)
+    # A unit enabled by an earlier install (the bot, say) stays on the list until uninstall.
+    enabled = (*units, *(u for u in previous.enabled if u not in units))
+    manifest = Manifest(mode, files, enabled, tuple(created), previous.linger_enabled)
     _save_manifest(manifest)
+    return _Written(manifest, tuple(units), tuple(paths), tuple(kept), tuple(notes), wants_before)
 
-    steps = [
-        ["daemon-reload"],
-        ["enable", *units],
-        ["start", SWEEP_TIMER, *([BOT_SERVICE] if BOT_SERVICE in units else [])],
-        # The first sweep, through systemd: proves the unit works as installed.
-        ["start", SWEEP_SERVICE],
-    ]
-    for args in steps:
-        result = systemd.systemctl(args, user=user, timeout=180)
-        if not result.ok:
-            error = f"systemctl {' '.join(args)} failed: {result.why}"
-            return Outcome(
-                "install",
-                mode,
-                where,
-                False,
-                written=tuple(written),
-                kept=tuple(kept),
-                notes=tuple(notes),
-                error=error,
-            )
-    new_wants = _wants_dirs(where) - wants_before
-    linger_enabled = False
-    if user:
-        linger_enabled, note = _see_to_lingering()
-        if note:
-            notes.append(note)
-    _save_manifest(
-        Manifest(mode, files, manifest.enabled, (*created, *sorted(new_wants)), linger_enabled)
-    )
-    started = [SWEEP_TIMER, SWEEP_SERVICE, *([BOT_SERVICE] if BOT_SERVICE in units else [])]
-    return Outcome(
-        "install",
-        mode,
-        where,
-        True,
-        written=tuple(written),
-        kept=tuple(kept),
-        enabled=manifest.enabled,
-        started=tuple(started),
-        notes=tuple(notes),
-    )
+
+def _need_root(mode: Mode) -> None:
+    if mode is Mode.SYSTEM and os.geteuid() != 0:
+        raise UsageError(f"--mode system needs root (it changes {SYSTEM_UNIT_DIR})")
 
 
 def _see_to_lingering() -> tuple[bool, str]:
@@ -492,6 +534,7 @@ def uninstall(mode: Mode) -> Outcome:
     is kept (and said so)."""
     where = unit_dir(mode)
     user = mode is Mode.USER
+    _need_root(mode)
     manifest = load_manifest(mode)
     if manifest is None:
         return Outcome("uninstall", mode, where, True, notes=("nothing installed (no manifest)",))

@@ -47,7 +47,10 @@ def run_install(home: Path, tmpdir: Path, *args: str) -> subprocess.CompletedPro
 
 
 @pytest.mark.timeout(600)
-def test_install_twice_then_uninstall(tmp_path: Path) -> None:
+@pytest.mark.parametrize("mode", [[], ["--system"]], ids=["user", "system"])
+def test_install_twice_then_uninstall(tmp_path: Path, mode: list[str]) -> None:
+    if mode and os.geteuid() != 0:
+        pytest.skip("install.sh --system needs root")
     home = tmp_path / "home"
     home.mkdir()
     tmpdir = tmp_path / "t"
@@ -57,9 +60,10 @@ def test_install_twice_then_uninstall(tmp_path: Path) -> None:
 
     stale = sockdir / "left-over"
     make_stale_socket(str(stale))
-    first = run_install(home, tmpdir)
+    first = run_install(home, tmpdir, *mode)
     assert first.returncode == 0, first.stdout + first.stderr
     assert "timer could NOT be enabled" in first.stdout
+    assert ("system manager" if mode else "user manager") in first.stdout
     assert "first sweep" in first.stdout
     assert not stale.exists()  # the first sweep ran
     link = home / "bin" / "forge-tmux"
@@ -69,18 +73,22 @@ def test_install_twice_then_uninstall(tmp_path: Path) -> None:
     assert version.stdout.startswith("forge-tmux ")
 
     installed = tree(home)
-    second = run_install(home, tmpdir)
+    second = run_install(home, tmpdir, *mode)
     assert second.returncode == 0, second.stdout + second.stderr
     assert "creating virtualenv" not in second.stdout
     assert tree(home) == installed  # idempotent: nothing new, nothing lost
 
-    gone = run_install(home, tmpdir, "--uninstall")
+    gone = run_install(home, tmpdir, *mode, "--uninstall")
     assert gone.returncode == 0, gone.stdout + gone.stderr
     assert tree(home) == baseline
-    assert run_install(home, tmpdir, "--uninstall").returncode == 0  # again: nothing to do
+    assert run_install(home, tmpdir, *mode, "--uninstall").returncode == 0  # again: nothing to do
 
 
-def test_bad_option_is_exit_2(tmp_path: Path) -> None:
-    result = run_install(tmp_path, tmp_path, "--bogus")
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [(["--bogus"], "unknown option --bogus"), (["--user", "x"], "--user is for --system")],
+)
+def test_bad_option_is_exit_2(tmp_path: Path, args: list[str], message: str) -> None:
+    result = run_install(tmp_path, tmp_path, *args)
     assert result.returncode == 2
-    assert "unknown option --bogus" in result.stderr
+    assert message in result.stderr

@@ -52,6 +52,21 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return tmp_path
 
 
+@pytest.fixture
+def fake(home: Path, monkeypatch: pytest.MonkeyPatch) -> FakeSystemctl:
+    recorder = FakeSystemctl()
+    monkeypatch.setattr(systemd, "systemctl", recorder)
+    return recorder
+
+
+def operator_unit(home: Path, name: str) -> Path:
+    """A unit the operator wrote before forge-tmux was installed."""
+    path = home / "config" / "systemd" / "user" / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("[Service]\nExecStart=/bin/true\n")
+    return path
+
+
 def opts(**kw: object) -> RenderOptions:
     me = Identity.of(os.getuid())
     return RenderOptions(Mode.USER, (EXE,), me, **kw)  # type: ignore[arg-type]
@@ -61,11 +76,7 @@ def files_under(root: Path) -> set[str]:
     return {str(p.relative_to(root)) for p in root.rglob("*")}
 
 
-def test_install_writes_enables_starts_and_records(
-    home: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    fake = FakeSystemctl()
-    monkeypatch.setattr(systemd, "systemctl", fake)
+def test_install_writes_enables_starts_and_records(home: Path, fake: FakeSystemctl) -> None:
     (home / "tmpfiles.d").mkdir()
     outcome = systemd_units.install(opts(with_bot=False))
     assert outcome.ok, outcome
@@ -89,33 +100,25 @@ def test_install_writes_enables_starts_and_records(
     assert files_under(home) == before
 
 
-def test_uninstall_removes_exactly_what_was_installed(
-    home: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    fake = FakeSystemctl()
-    monkeypatch.setattr(systemd, "systemctl", fake)
-    unit_dir = home / "config" / "systemd" / "user"
-    unit_dir.mkdir(parents=True)
-    mine = unit_dir / "my-own.service"
-    mine.write_text("[Service]\nExecStart=/bin/true\n")
-    before = files_under(home)
-    assert systemd_units.install(opts(with_bot=True)).ok
-    # A .wants link that `systemctl enable` would have made, and one of the operator's.
+def test_uninstall_removes_exactly_what_was_installed(home: Path, fake: FakeSystemctl) -> None:
+    mine = operator_unit(home, "my-own.service")
+    unit_dir = mine.parent
     wants = unit_dir / "default.target.wants"
     wants.mkdir()
+    (wants / mine.name).symlink_to(mine)
+    before = files_under(home)
+    assert systemd_units.install(opts(with_bot=True)).ok
+    # A .wants link that `systemctl enable` would have made (the fake makes none).
     (wants / SWEEP_SERVICE).symlink_to(unit_dir / SWEEP_SERVICE)
     outcome = systemd_units.uninstall(Mode.USER)
     assert outcome.ok, outcome
     assert ("disable", "--now", SWEEP_SERVICE, SWEEP_TIMER, BOOT_SERVICE, BOT_SERVICE) in fake.calls
-    assert mine.exists()
-    # wants/ was made after install recorded its directories: its link goes, the dir stays.
-    assert files_under(home) == before | {"config/systemd/user/default.target.wants"}
+    assert files_under(home) == before  # the operator's unit and link are still there
     again = systemd_units.uninstall(Mode.USER)
     assert again.ok and again.notes == ("nothing installed (no manifest)",)
 
 
-def test_changed_file_is_kept(home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(systemd, "systemctl", FakeSystemctl())
+def test_changed_file_is_kept(home: Path, fake: FakeSystemctl) -> None:
     assert systemd_units.install(opts()).ok
     edited = home / "config" / "systemd" / "user" / SWEEP_TIMER
     edited.write_text(edited.read_text() + "# local change\n")
@@ -126,15 +129,8 @@ def test_changed_file_is_kept(home: Path, monkeypatch: pytest.MonkeyPatch) -> No
     assert not (home / "config" / "systemd" / "user" / SWEEP_SERVICE).exists()
 
 
-def test_post_boot_of_the_operator_is_never_overwritten(
-    home: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    fake = FakeSystemctl()
-    monkeypatch.setattr(systemd, "systemctl", fake)
-    unit_dir = home / "config" / "systemd" / "user"
-    unit_dir.mkdir(parents=True)
-    theirs = unit_dir / POST_BOOT_SERVICE
-    theirs.write_text("[Service]\nExecStart=/bin/true\n")
+def test_post_boot_of_the_operator_is_never_overwritten(home: Path, fake: FakeSystemctl) -> None:
+    theirs = operator_unit(home, POST_BOOT_SERVICE)
     outcome = systemd_units.install(opts(with_post_boot=True))
     assert outcome.ok
     assert outcome.kept == (str(theirs),)
@@ -144,9 +140,7 @@ def test_post_boot_of_the_operator_is_never_overwritten(
     assert theirs.exists()
 
 
-def test_post_boot_installed_when_absent(home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    fake = FakeSystemctl()
-    monkeypatch.setattr(systemd, "systemctl", fake)
+def test_post_boot_installed_when_absent(home: Path, fake: FakeSystemctl) -> None:
     outcome = systemd_units.install(opts(with_post_boot=True))
     assert outcome.ok
     assert POST_BOOT_SERVICE in fake.calls[1]

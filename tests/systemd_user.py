@@ -108,8 +108,9 @@ def _free_uid() -> int:
             continue
         except KeyError:
             pass
-        if os.path.exists(f"/run/user/{uid}") or os.path.exists(
-            f"{CGROUP_ROOT}/unified/user.slice/user-{uid}.slice"
+        if os.path.exists(f"/run/user/{uid}") or any(
+            os.path.exists(f"{CGROUP_ROOT}/{h}user.slice/user-{uid}.slice")
+            for h in ("", "unified/", "systemd/")
         ):
             continue
         return uid
@@ -126,11 +127,10 @@ class UserManager:
         self.runtime = f"/run/user/{self.uid}"
         self.proc: subprocess.Popen[bytes] | None = None
         self.log = Path(f"/var/tmp/{self.name}-manager.log")
-        self._cgroups = [
-            f"{CGROUP_ROOT}/{h}/user.slice/user-{self.uid}.slice"
-            for h in ("systemd", "unified")
-            if os.path.isdir(f"{CGROUP_ROOT}/{h}")
-        ]
+        # Hybrid hierarchy here (name=systemd v1 plus unified v2); a pure v2 machine has one root.
+        roots = [f"{CGROUP_ROOT}/{h}" for h in ("systemd", "unified")]
+        roots = [r for r in roots if os.path.isdir(r)] or [CGROUP_ROOT]
+        self._cgroups = [f"{r}/user.slice/user-{self.uid}.slice" for r in roots]
         subprocess.run(
             ["useradd", "-m", "-u", str(self.uid), "-U", "-s", "/bin/sh", self.name], check=True
         )

@@ -227,11 +227,9 @@ def write_files(files: tuple[RenderedFile, ...], out_dir: str) -> tuple[str, ...
     """Write rendered files into `out_dir` (created if missing); the written paths."""
     try:
         os.makedirs(out_dir, exist_ok=True)
+        return tuple(_write_atomic(os.path.join(out_dir, f.name), f.text) for f in files)
     except OSError as exc:
-        raise UsageError(f"cannot create {out_dir}: {exc.strerror or exc}") from None
-    if not os.path.isdir(out_dir):
-        raise UsageError(f"--out is not a directory: {out_dir}")
-    return tuple(_write_atomic(os.path.join(out_dir, f.name), f.text) for f in files)
+        raise UsageError(f"cannot write into {out_dir}: {exc.strerror or exc}") from None
 
 
 def _write_atomic(path: str, text: str) -> str:

@@ -185,6 +185,8 @@ def test_cli_render_writes_the_files(tmp_path: Path) -> None:
         (["--mode", "bogus", "--out", "X"], "--mode"),
         (["--out", "X", "--exec", "relative/forge-tmux"], "absolute"),
         (["--mode", "user", "--user", "root", "--out", "X"], "--user is for --mode system"),
+        (["--mode", "system", "--user", "no-such-user-ftx", "--out", "X"], "no such user"),
+        (["--out", "/dev/null/x"], "cannot write into /dev/null/x"),
     ],
 )
 def test_cli_render_bad_input_is_one_line_exit_2(

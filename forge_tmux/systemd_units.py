@@ -374,10 +374,9 @@ def _wants_dirs(directory: str) -> set[str]:
 
 
 def _post_boot_is_users(previous: Manifest, target: str, mode: Mode) -> bool:
-    """True when a forge-post-boot-sessions.service exists that we did not install."""
-    ours = target in previous.files
+    """True when a forge-post-boot-sessions.service exists that is not ours as we wrote it."""
     if os.path.lexists(target):
-        return not ours
+        return previous.files.get(target) != _sha256(target)
     loaded = systemd.show(POST_BOOT_SERVICE, ["LoadState"], user=mode is Mode.USER)
     return loaded.get("LoadState") == "loaded"
 
@@ -493,13 +492,15 @@ def _write_units(opts: RenderOptions, where: str, previous: Manifest) -> _Writte
             if rendered.name == POST_BOOT_SERVICE and _post_boot_is_users(previous, target, mode):
                 kept.append(target)
                 notes.append(f"kept your own {POST_BOOT_SERVICE}; not overwritten")
+                files.pop(target, None)  # the operator's now, if it ever was ours
                 continue
             units.append(rendered.name)
         _write_atomic(target, rendered.text)
         files[target] = hashlib.sha256(rendered.text.encode()).hexdigest()
         paths.append(target)
     # A unit enabled by an earlier install (the bot, say) stays on the list until uninstall.
-    enabled = (*units, *(u for u in previous.enabled if u not in units))
+    earlier = [u for u in previous.enabled if u not in units and os.path.join(where, u) in files]
+    enabled = (*units, *earlier)
     manifest = Manifest(mode, files, enabled, tuple(created), previous.linger_enabled)
     _save_manifest(manifest)
     return _Written(manifest, tuple(units), tuple(paths), tuple(kept), tuple(notes), wants_before)

@@ -144,8 +144,17 @@ def test_post_boot_installed_when_absent(home: Path, fake: FakeSystemctl) -> Non
     outcome = systemd_units.install(opts(with_post_boot=True))
     assert outcome.ok
     assert POST_BOOT_SERVICE in fake.calls[1]
-    # Ours now: a re-install may rewrite it.
+    # Ours now: a re-install may rewrite it, unless the operator has changed it since.
     assert systemd_units.install(opts(with_post_boot=True)).kept == ()
+    ours = home / "config" / "systemd" / "user" / POST_BOOT_SERVICE
+    ours.write_text("[Service]\nExecStart=/bin/true\n")
+    assert systemd_units.install(opts(with_post_boot=True)).kept == (str(ours),)
+    assert ours.read_text() == "[Service]\nExecStart=/bin/true\n"
+    manifest = systemd_units.load_manifest(Mode.USER)
+    assert manifest is not None
+    assert str(ours) not in manifest.files and POST_BOOT_SERVICE not in manifest.enabled
+    assert systemd_units.uninstall(Mode.USER).ok
+    assert ours.exists()
 
 
 def test_no_manager_installs_nothing(home: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -21,7 +21,7 @@ while (($#)); do
     --system) mode=system ;;
     --uninstall) action=uninstall ;;
     --user) run_as=${2:?--user needs a name}; shift ;;
-    -h|--help) sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) awk 'NR > 1 && !/^#/ { exit } NR > 1 { sub(/^# ?/, ""); print }' "$0"; exit 0 ;;
     *) printf 'install.sh: unknown option %s (try --help)\n' "$1" >&2; exit 2 ;;
   esac
   shift

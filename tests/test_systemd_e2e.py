@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import socket
 import textwrap
 from collections.abc import Iterator
@@ -13,7 +14,7 @@ from pathlib import Path
 
 import pytest
 from conftest import wait_for
-from systemd_user import UserManager, e2e_venv, missing_requirements
+from systemd_user import REPO, UserManager, e2e_venv, missing_requirements
 
 pytestmark = [
     pytest.mark.systemd,
@@ -183,3 +184,36 @@ def test_spawned_session_survives_service_restart(manager: UserManager, venv: Pa
         dropin.rmdir()
         code, out, err = forge(manager, venv, "units", "uninstall", "--json")
         assert code == 0, (out, err)
+
+
+def test_install_sh_with_a_running_manager(manager: UserManager) -> None:
+    """install.sh as the user, from a copy of the tree they own (pip builds in the tree)."""
+    src = Path(manager.home, "src")
+    shutil.copytree(
+        REPO,
+        src,
+        ignore=shutil.ignore_patterns(".git", ".venv", "build", "*.egg-info", "__pycache__"),
+    )
+    os.system(f"chown -R {manager.uid}:{manager.uid} {src}")  # noqa: S605
+    before = tree(manager.home)
+    install = ["bash", str(src / "install.sh")]
+    first = manager.run(install, timeout=300, PYTHON="/usr/bin/python3")
+    assert first.returncode == 0, first.stdout + first.stderr
+    assert "the sweep timer is enabled" in first.stdout
+    assert TIMER in manager.systemctl("list-timers", "--all", "--no-legend").stdout
+    exe = Path(manager.home, ".local/bin/forge-tmux")
+    assert exe.is_symlink()
+    assert manager.show(SWEEP, "ExecStart")["ExecStart"].find(os.readlink(exe)) >= 0
+
+    second = manager.run(install, timeout=300, PYTHON="/usr/bin/python3")
+    assert second.returncode == 0, second.stdout + second.stderr
+    assert "creating virtualenv" not in second.stdout
+
+    gone = manager.run([*install, "--uninstall"], timeout=120)
+    assert gone.returncode == 0, gone.stdout + gone.stderr
+    assert TIMER not in manager.systemctl("list-timers", "--all", "--no-legend").stdout
+    # Empty XDG base directories may stay, as may pip's cache and the copied tree.
+    xdg = {".local", ".local/share", ".local/state"}
+    left = {p for p in tree(manager.home) - before - xdg if not p.startswith((".cache", "src"))}
+    assert left == set()
+    shutil.rmtree(src)

@@ -217,3 +217,28 @@ def test_install_sh_with_a_running_manager(manager: UserManager) -> None:
     left = {p for p in tree(manager.home) - before - xdg if not p.startswith((".cache", "src"))}
     assert left == set()
     shutil.rmtree(src)
+
+
+def test_the_sweep_unit_sandbox_keeps_the_kernel_check(manager: UserManager, venv: Path) -> None:
+    """Inside the installed sweep unit (its sandbox as rendered), sock_diag still answers: the
+    sweep's last check before an unlink is not silently skipped."""
+    code, out, err = forge(manager, venv, "units", "install", "--json")
+    assert code == 0, (out, err)
+    dropin = Path(manager.home, f".config/systemd/user/{SWEEP}.d")
+    dropin.mkdir()
+    check = "import sys; from forge_tmux.probe import bound_files; sys.exit(bound_files() is None)"
+    (dropin / "e2e.conf").write_text(
+        f"[Service]\nExecStart=\nExecStart={venv}/bin/python -c '{check}'\n"
+    )
+    os.system(f"chown -R {manager.uid}:{manager.uid} {dropin}")  # noqa: S605
+    try:
+        assert manager.systemctl("daemon-reload").returncode == 0
+        manager.systemctl("start", SWEEP)
+        assert manager.show(SWEEP, "Result", "ExecMainStatus") == {
+            "Result": "success",
+            "ExecMainStatus": "0",
+        }
+    finally:
+        shutil.rmtree(dropin)
+        code, out, err = forge(manager, venv, "units", "uninstall", "--json")
+        assert code == 0, (out, err)

@@ -63,7 +63,9 @@ def test_sweep_service_essentials(mode: Mode) -> None:
     target = "default.target" if mode is Mode.USER else "multi-user.target"
     assert value(sweep, "WantedBy") == [f"{target} {POST_BOOT_SERVICE}"]
     assert "Environment=PYTHONUNBUFFERED=1" in lines(sweep)
-    assert value(sweep, "RestrictAddressFamilies") == ["AF_UNIX"]
+    # AF_NETLINK: the sweep's sock_diag check of bound socket files.
+    assert value(sweep, "RestrictAddressFamilies") == ["AF_UNIX AF_NETLINK"]
+    assert value(sweep, "PrivateNetwork") == []  # sock_diag sees only its own namespace
     assert "RemainAfterExit" not in sweep  # it would make the timer fire only once
     assert value(sweep, "ReadWritePaths")[0].startswith("-/tmp/tmux-1234 ")
 
@@ -89,14 +91,18 @@ def test_system_mode_runs_as_the_user_with_the_uid_rendered_in() -> None:
 def test_network_ordering_only_where_telegram_is_used() -> None:
     system = files(Mode.SYSTEM)
     assert "network" not in system[SWEEP_SERVICE].split("[Service]")[0]
-    assert value(system[SWEEP_SERVICE], "PrivateNetwork") == ["yes"]
+    assert value(system[SWEEP_SERVICE], "IPAddressDeny") == ["any"]
     for name in (BOOT_SERVICE, BOT_SERVICE):
         assert value(system[name], "After").count("network-online.target") == 1, name
         assert value(system[name], "Wants").count("network-online.target") == 1, name
-    assert value(system[BOOT_SERVICE], "RestrictAddressFamilies") == ["AF_UNIX AF_INET AF_INET6"]
+    assert value(system[BOOT_SERVICE], "RestrictAddressFamilies") == [
+        "AF_UNIX AF_NETLINK AF_INET AF_INET6"
+    ]
     with_telegram = files(Mode.SYSTEM, telegram=True)[SWEEP_SERVICE]
-    assert value(with_telegram, "RestrictAddressFamilies") == ["AF_UNIX AF_INET AF_INET6"]
-    assert value(with_telegram, "PrivateNetwork") == []
+    assert value(with_telegram, "RestrictAddressFamilies") == [
+        "AF_UNIX AF_NETLINK AF_INET AF_INET6"
+    ]
+    assert value(with_telegram, "IPAddressDeny") == []
 
 
 def test_timer_per_mode() -> None:

@@ -174,6 +174,9 @@ def test_spawned_session_survives_service_restart(manager: UserManager, venv: Pa
 
         wait_for(lambda: bool(server_pid()), timeout=30)
         first = server_pid()
+        # The spawn gave the server a scope of its own; KillMode=process is only the fallback.
+        with open(f"/proc/{first}/cgroup") as fh:
+            assert "forge-tmux-bot.service" not in fh.read()
         assert manager.systemctl("restart", "forge-tmux-bot.service").returncode == 0
         assert manager.systemctl("stop", "forge-tmux-bot.service").returncode == 0
         assert server_pid() == first, "the session died with its service"

@@ -1,0 +1,87 @@
+"""`forge-tmux post-boot`: start the `[[boot.sessions]]` of the config, each on its own socket.
+
+Every entry is validated before the first one is started, so a typo in the config never leaves
+half the sessions running. A session that is already running is reported, not an error (running
+post-boot twice is harmless).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from forge_tmux.config import BootSession, Config
+from forge_tmux.errors import UsageError
+from forge_tmux.spawn import Outcome, SpawnRequest, SpawnResult, make_request, spawn
+
+
+@dataclass(frozen=True, slots=True)
+class PostBootResult:
+    sessions: tuple[SpawnResult, ...]
+
+    @property
+    def ok(self) -> bool:
+        return all(s.outcome in (Outcome.SPAWNED, Outcome.ALREADY_RUNNING) for s in self.sessions)
+
+    @property
+    def failed(self) -> tuple[SpawnResult, ...]:
+        return tuple(
+            s for s in self.sessions if s.outcome not in (Outcome.SPAWNED, Outcome.ALREADY_RUNNING)
+        )
+
+    def summary(self) -> str:
+        started = sum(1 for s in self.sessions if s.outcome is Outcome.SPAWNED)
+        running = sum(1 for s in self.sessions if s.outcome is Outcome.ALREADY_RUNNING)
+        return f"post-boot: {started} started, {running} already running, {len(self.failed)} failed"
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "ok": self.ok,
+            "sessions": [{**s.to_json(), "status": s.outcome.value} for s in self.sessions],
+            "summary": self.summary(),
+        }
+
+
+def requests(
+    entries: Sequence[BootSession], *, ready_timeout: float, protected: Iterable[str]
+) -> list[SpawnRequest]:
+    """Validate every entry; UsageError names the entry that is wrong."""
+    protected = tuple(protected)
+    made: list[SpawnRequest] = []
+    sockets: dict[str, str] = {}
+    for index, entry in enumerate(entries):
+        try:
+            request = make_request(
+                entry.name,
+                entry.command,
+                socket_name=entry.socket_name,
+                wait_for=entry.wait_for,
+                ready_timeout=ready_timeout,
+                protected=protected,
+            )
+        except UsageError as exc:
+            raise UsageError(f"boot.sessions[{index}] ({entry.name!r}): {exc}") from None
+        key = f"{request.socket_name}/{request.session}"
+        if key in sockets:
+            raise UsageError(
+                f"boot.sessions[{index}] ({entry.name!r}) is the same session as {sockets[key]!r}"
+            )
+        sockets[key] = entry.name
+        made.append(request)
+    return made
+
+
+def post_boot(cfg: Config, *, sweep_timeout: float | None = None) -> PostBootResult:
+    """Spawn every boot session of `cfg` (raises UsageError before starting any when one is bad)."""
+    planned = requests(
+        cfg.boot.sessions,
+        ready_timeout=cfg.spawn.ready_timeout,
+        protected=cfg.protected_sockets,
+    )
+    timeout = cfg.sweep.timeout if sweep_timeout is None else sweep_timeout
+    return PostBootResult(
+        tuple(
+            spawn(request, protected=cfg.protected_sockets, sweep_timeout=timeout)
+            for request in planned
+        )
+    )

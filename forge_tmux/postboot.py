@@ -43,7 +43,11 @@ class PostBootResult:
 
 
 def requests(
-    entries: Sequence[BootSession], *, ready_timeout: float, protected: Iterable[str]
+    entries: Sequence[BootSession],
+    *,
+    ready_timeout: float,
+    protected: Iterable[str],
+    socket_dir: str | None = None,
 ) -> list[SpawnRequest]:
     """Validate every entry; UsageError names the entry that is wrong."""
     protected = tuple(protected)
@@ -58,6 +62,7 @@ def requests(
                 wait_for=entry.wait_for,
                 ready_timeout=ready_timeout,
                 protected=protected,
+                socket_dir=socket_dir,
             )
         except UsageError as exc:
             raise UsageError(f"boot.sessions[{index}] ({entry.name!r}): {exc}") from None

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import os
-import secrets
 import shutil
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -117,7 +116,7 @@ def current_plan(socket_name: str) -> ScopePlan:
         cgroup_text=cgroup_text,
         systemd_run=shutil.which("systemd-run"),
         exists=os.path.exists,
-        token=secrets.token_hex(3),
+        token=os.urandom(3).hex(),
     )
     if decided.mode is ScopeMode.FALLBACK:
         note_fallback(decided.reason)

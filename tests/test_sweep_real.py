@@ -5,8 +5,10 @@ from __future__ import annotations
 import fcntl
 import os
 import signal
+import socket
 import subprocess
 import sys
+import time
 
 from conftest import TmuxEnv, needs_tmux, pid_alive, wait_for
 
@@ -232,3 +234,30 @@ def test_human_summary_and_journal_priorities(tmux_env: TmuxEnv, cli) -> None:
     assert proc.returncode == 0
     with open(err_path) as fh:
         assert fh.read().startswith("<5>removed stale tmux socket")
+
+
+def test_full_backlog_is_live_and_costs_no_timeout(tmux_env: TmuxEnv, cli) -> None:
+    """A listener whose backlog is full answers EAGAIN at once: live, kept, no waiting."""
+    path = tmux_env.path("busy")
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(path)
+    listener.listen(0)
+    fillers = []
+    try:
+        for _ in range(4):
+            filler = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            filler.setblocking(False)
+            filler.connect_ex(path)
+            fillers.append(filler)
+        started = time.monotonic()
+        result = cli("sweep", "--json", "--timeout", "5")
+        elapsed = time.monotonic() - started
+        entry = by_path(result.json())[path]
+        assert entry["state"] == "live"
+        assert entry["reason"] == "server listening, backlog full"
+        assert os.path.exists(path)
+        assert elapsed < 5  # the whole process, start-up included, well inside one timeout
+    finally:
+        for filler in fillers:
+            filler.close()
+        listener.close()

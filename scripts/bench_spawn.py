@@ -5,9 +5,10 @@ Per round, alternating so that machine noise hits all alike, with the same inter
 - harness: `python -m forge_tmux spawn NAME -- sleep 1000` (pre-flight sweep, already-running
   check, creation, verification);
 - baseline (the issue's): a bare `tmux -L x new-session -d` plus `python -c "import typer"`;
-- naive CLI: a Typer command with the same arguments that only runs `tmux new-session`. Typer
-  0.29 imports pydantic (~40 ms) to coerce any option value, which `import typer` alone does not
-  show; this row has it too, so harness minus naive is what the harness itself adds.
+- naive CLI: a Typer command with the same arguments that only runs `tmux new-session`: the
+  cost of Typer's dispatch, which `import typer` alone does not show (typer 0.29 imports
+  pydantic to coerce option values, ~40 ms; the project pins typer below 0.29 for that reason),
+  so harness minus naive is what the harness itself adds.
 Everything happens in a private TMUX_TMPDIR; every server started is killed by pid afterwards.
 
     .venv/bin/python scripts/bench_spawn.py [--rounds 30]
@@ -59,22 +60,20 @@ def timed(argv: list[str], env: dict[str, str]) -> float:
     return (time.perf_counter() - started) * 1000
 
 
-def server_pids(root: str) -> list[int]:
-    """tmux servers whose environment carries our private TMUX_TMPDIR."""
+def server_pids(tmux: str, root: str, env: dict[str, str]) -> list[int]:
+    """The pids of the servers behind the sockets of our private socket directory."""
+    sockdir = os.path.join(root, f"tmux-{os.geteuid()}")
     pids = []
-    needle = f"TMUX_TMPDIR={root}".encode()
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/comm") as fh:
-                if not fh.read().startswith("tmux"):
-                    continue
-            with open(f"/proc/{entry}/environ", "rb") as fh:
-                if needle in fh.read().split(b"\0"):
-                    pids.append(int(entry))
-        except OSError:
-            continue
+    for name in os.listdir(sockdir) if os.path.isdir(sockdir) else ():
+        shown = subprocess.run(
+            [tmux, "-S", os.path.join(sockdir, name), "display-message", "-p", "#{pid}"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=5,
+        )
+        if shown.returncode == 0 and shown.stdout.strip().isdigit():
+            pids.append(int(shown.stdout))
     return pids
 
 
@@ -111,7 +110,7 @@ def main() -> int:
             )
             naive.append(timed([python, naive_cli, f"n{n}", "--", "sleep", "1000"], env))
     finally:
-        for pid in server_pids(root):
+        for pid in server_pids(tmux, root, env):
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
         shutil.rmtree(root, ignore_errors=True)
@@ -124,7 +123,7 @@ def main() -> int:
     print(f"  naive Typer CLI running tmux new-session -d      median {naive_ms:6.1f} ms")
     print(f"overhead vs the issue's baseline: {harness_ms - baseline_ms:+6.1f} ms")
     print(f"overhead vs the naive Typer CLI:  {harness_ms - naive_ms:+6.1f} ms (harness alone)")
-    ok = harness_ms - naive_ms <= BUDGET_MS
+    ok = harness_ms - baseline_ms <= BUDGET_MS
     print(f"harness {'within' if ok else 'OVER'} the {BUDGET_MS:.0f} ms budget")
     return 0 if ok else 1
 

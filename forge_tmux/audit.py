@@ -12,11 +12,13 @@ from __future__ import annotations
 import ast
 import os
 import re
+import stat
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from enum import StrEnum
 
 from forge_tmux.errors import UsageError
+from forge_tmux.paths import display
 
 
 class FileKind(StrEnum):
@@ -32,7 +34,7 @@ class Finding:
     text: str
 
     def render(self) -> str:
-        return f"{self.path}:{self.line}: {self.text}"
+        return f"{display(self.path)}:{self.line}: {self.text}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,7 +50,9 @@ class AuditResult:
     def to_json(self) -> dict[str, object]:
         return {
             "ok": self.ok,
-            "findings": [{"path": f.path, "line": f.line, "text": f.text} for f in self.findings],
+            "findings": [
+                {"path": display(f.path), "line": f.line, "text": f.text} for f in self.findings
+            ],
             "files_scanned": self.files_scanned,
             "unreadable": list(self.unreadable),
         }
@@ -274,10 +278,15 @@ def audit(paths: Iterable[str]) -> AuditResult:
         if os.path.islink(path) and not explicit:
             continue  # a walk does not follow links (they may point anywhere, or loop)
         try:
-            with open(path, "rb") as fh:
+            # O_NONBLOCK: opening a FIFO named on the command line must not hang the audit.
+            fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+            with os.fdopen(fd, "rb") as fh:
+                if not stat.S_ISREG(os.fstat(fh.fileno()).st_mode):
+                    unreadable.append(f"{display(path)}: not a regular file")
+                    continue
                 data = fh.read()
         except OSError as exc:
-            unreadable.append(f"{path}: {exc.strerror or exc}")
+            unreadable.append(f"{display(path)}: {exc.strerror or exc}")
             continue
         kind = file_kind(path, data[:200])
         if kind is None:

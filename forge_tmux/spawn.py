@@ -20,7 +20,7 @@ from typing import Final
 from forge_tmux import scope, tmux
 from forge_tmux import sweep as janitor
 from forge_tmux.errors import UsageError
-from forge_tmux.paths import SUN_PATH_MAX, tmux_socket_dir
+from forge_tmux.paths import SUN_PATH_MAX, display, tmux_socket_dir
 from forge_tmux.probe import SocketState, probe_path
 from forge_tmux.tmux import TmuxErrorKind, TmuxNotFound, TmuxResult
 
@@ -90,7 +90,7 @@ class SpawnResult:
             "ok": self.ok,
             "session": self.session,
             "socket_name": self.socket_name,
-            "socket_path": self.socket_path,
+            "socket_path": display(self.socket_path),
             "cleaned": self.cleaned,
             "attempts": self.attempts,
             "message": self.message,

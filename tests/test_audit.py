@@ -226,3 +226,22 @@ def test_audit_missing_path_is_exit_2(tmux_env: TmuxEnv, cli: Cli) -> None:
 
 def test_audit_needs_a_path(cli: Cli) -> None:
     assert cli("audit").code == 2
+
+
+def test_audit_does_not_hang_on_a_fifo_and_says_so(tmux_env: TmuxEnv, cli: Cli) -> None:
+    fifo = os.path.join(tmux_env.root, "pipe.sh")
+    os.mkfifo(fifo)
+    clean = write(os.path.join(tmux_env.root, "clean.sh"), CLEAN_SCRIPT)
+    result = cli("audit", "--json", fifo, clean, timeout=10)
+    assert result.code == 1
+    assert result.json()["unreadable"] == [f"{fifo}: not a regular file"]
+    assert result.json()["files_scanned"] == 1
+
+
+def test_audit_prints_undecodable_paths(tmux_env: TmuxEnv, cli: Cli) -> None:
+    odd = os.path.join(os.fsencode(tmux_env.root), b"caf\xe9.sh")
+    with open(odd, "w") as fh:
+        fh.write("tmux ls\n")
+    result = cli("audit", tmux_env.root)
+    assert result.code == 1
+    assert result.out == f"{tmux_env.root}/caf\\xe9.sh:1: tmux ls\n"

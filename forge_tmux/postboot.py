@@ -12,7 +12,14 @@ from dataclasses import dataclass
 
 from forge_tmux.config import BootSession, Config
 from forge_tmux.errors import UsageError
-from forge_tmux.spawn import Outcome, SpawnRequest, SpawnResult, make_request, spawn
+from forge_tmux.spawn import (
+    QUERY_TIMEOUT,
+    Outcome,
+    SpawnRequest,
+    SpawnResult,
+    make_request,
+    spawn,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +55,7 @@ def requests(
     ready_timeout: float,
     protected: Iterable[str],
     socket_dir: str | None = None,
+    query_timeout: float = QUERY_TIMEOUT,
 ) -> list[SpawnRequest]:
     """Validate every entry; UsageError names the entry that is wrong."""
     protected = tuple(protected)
@@ -63,6 +71,7 @@ def requests(
                 ready_timeout=ready_timeout,
                 protected=protected,
                 socket_dir=socket_dir,
+                query_timeout=query_timeout,
             )
         except UsageError as exc:
             raise UsageError(f"boot.sessions[{index}] ({entry.name!r}): {exc}") from None
@@ -82,6 +91,7 @@ def post_boot(cfg: Config, *, sweep_timeout: float | None = None) -> PostBootRes
         cfg.boot.sessions,
         ready_timeout=cfg.spawn.ready_timeout,
         protected=cfg.protected_sockets,
+        query_timeout=cfg.health.timeout,
     )
     timeout = cfg.sweep.timeout if sweep_timeout is None else sweep_timeout
     return PostBootResult(

@@ -31,9 +31,10 @@ HASH_LEN: Final = 8
 # `tmux -L default` is the shared default socket, the very thing spawn exists to avoid.
 DEFAULT_SOCKET: Final = "default"
 # Bounds on single tmux calls. A server start under load can take a while; a query that takes
-# seconds means a hung server, and waiting longer would not change the answer.
+# seconds means a hung server, and waiting longer would not change the answer (the CLI passes
+# `health.timeout`, the fleet's one definition of "hung").
 CREATE_TIMEOUT: Final = 10.0
-QUERY_TIMEOUT: Final = 5.0
+QUERY_TIMEOUT: Final = 2.0
 # How long to wait for a dying server to stop accepting (kill-server returns before it does).
 GONE_TIMEOUT: Final = 2.0
 # Pauses before each `has-session` check after a creation: some multiplexers with tmux's interface
@@ -66,6 +67,7 @@ class SpawnRequest:
     command: tuple[str, ...] = ()  # empty: tmux's default command (the user's shell)
     wait_for: str | None = None
     ready_timeout: float = 30.0
+    query_timeout: float = QUERY_TIMEOUT  # has-session, capture-pane
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,6 +159,7 @@ def make_request(
     ready_timeout: float = 30.0,
     protected: Iterable[str] = (),
     socket_dir: str | None = None,
+    query_timeout: float = QUERY_TIMEOUT,
 ) -> SpawnRequest:
     """Validate everything that can be wrong with a spawn before anything is run."""
     directory = tmux_socket_dir() if socket_dir is None else socket_dir
@@ -174,7 +177,9 @@ def make_request(
         raise UsageError(
             f"the ready timeout must be a positive number of seconds, not {ready_timeout}"
         )
-    return SpawnRequest(name, session, label, path, tuple(command), wait_for, ready_timeout)
+    return SpawnRequest(
+        name, session, label, path, tuple(command), wait_for, ready_timeout, query_timeout
+    )
 
 
 # ---- argument vectors (pure) ---------------------------------------------------------------
@@ -303,7 +308,7 @@ def _sweep(socket_dir: str, protected: tuple[str, ...], timeout: float) -> int:
 
 
 def _query(request: SpawnRequest, *args: str) -> TmuxResult:
-    return tmux.run(args, socket_name=request.socket_name, timeout=QUERY_TIMEOUT)
+    return tmux.run(args, socket_name=request.socket_name, timeout=request.query_timeout)
 
 
 def _already_running(request: SpawnRequest) -> tuple[bool, str]:
@@ -315,7 +320,8 @@ def _already_running(request: SpawnRequest) -> tuple[bool, str]:
         return True, ""
     if found.timed_out:
         return False, (
-            f"the server on {request.socket_name} does not answer within {QUERY_TIMEOUT:g} s "
+            f"the server on {request.socket_name} does not answer within "
+            f"{request.query_timeout:g} s "
             "(hung?); see forge-tmux health"
         )
     if found.error_kind is TmuxErrorKind.SOCKET:

@@ -226,6 +226,26 @@ def test_server_killed_while_waiting_for_ready_fails_fast(tmux_env: TmuxEnv, cli
     assert "booting" in data["error"]
 
 
+def test_hung_server_on_the_socket_fails_fast_and_is_left_alone(
+    tmux_env: TmuxEnv, cli: Cli
+) -> None:
+    hung = tmux_env.start("spawn-build", session="other")
+    os.kill(hung.pid, signal.SIGSTOP)
+    config = os.path.join(tmux_env.root, "c.toml")
+    with open(config, "w") as fh:
+        fh.write("[health]\ntimeout = 0.5\n")
+    started = time.monotonic()
+    result = cli("--config", config, "spawn", "--json", "build", "--", *SLEEP)
+    assert result.code == 1
+    assert time.monotonic() - started < 4
+    assert result.json()["error"] == (
+        "the server on spawn-build does not answer within 0.5 s (hung?); see forge-tmux health"
+    )
+    assert result.json()["attempts"] == 0
+    os.kill(hung.pid, signal.SIGCONT)
+    assert sessions(tmux_env, "spawn-build") == ["other"]  # neither killed nor replaced
+
+
 def test_kill_server_immediately_followed_by_spawn(
     tmux_env: TmuxEnv, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -53,6 +53,7 @@ def spawn(
             else cfg.spawn.ready_timeout
         ),
         protected=cfg.protected_sockets,
+        query_timeout=cfg.health.timeout,
     )
     result = core.spawn(request, protected=cfg.protected_sockets, sweep_timeout=cfg.sweep.timeout)
     if json_out:

@@ -13,21 +13,36 @@ from forge_tmux.cli.common import JsonOpt, app, emit_json, finish, positive, sta
 @app.command()
 def spawn(
     ctx: typer.Context,
-    name: Annotated[str, typer.Argument(help="Session name (made safe: see the docs).")],
+    name: Annotated[
+        str,
+        typer.Argument(
+            metavar="NAME",
+            help="Session name. Letters, digits, - and _ are kept; anything else becomes - "
+            "and a short hash of NAME is appended.",
+        ),
+    ],
     command: Annotated[
         list[str] | None,
-        typer.Argument(help="Command and arguments after `--`, run as an argument vector."),
+        typer.Argument(
+            metavar="[-- COMMAND [ARG...]]",
+            help="Run as an argument vector, never through a shell (default: your shell).",
+        ),
     ] = None,
     socket_name: Annotated[
-        str | None, typer.Option("--socket-name", help="Socket label (default spawn-NAME).")
+        str | None,
+        typer.Option("--socket-name", metavar="LABEL", help="Socket label (default spawn-NAME)."),
     ] = None,
     wait_for: Annotated[
         str | None,
-        typer.Option("--wait-for", help="Regular expression: wait until the pane shows it."),
+        typer.Option("--wait-for", metavar="REGEX", help="Wait until the pane shows a match."),
     ] = None,
     ready_timeout: Annotated[
         float | None,
-        typer.Option("--ready-timeout", help="Seconds to wait for --wait-for (default 30)."),
+        typer.Option(
+            "--ready-timeout",
+            metavar="SECONDS",
+            help="How long to wait for --wait-for (default spawn.ready_timeout, 30).",
+        ),
     ] = None,
     # `--notify/--no-notify` belongs here: the Telegram integration adds the option and hands
     # `result` (a SpawnResult) to its notifier just before the output below.
@@ -91,7 +106,9 @@ def post_boot(ctx: typer.Context, json_out: JsonOpt = False) -> None:
 @app.command()
 def audit(
     ctx: typer.Context,
-    paths: Annotated[list[str], typer.Argument(help="Files or directories (recursive).")],
+    paths: Annotated[
+        list[str], typer.Argument(metavar="PATH...", help="Files or directories (recursive).")
+    ],
     json_out: JsonOpt = False,
 ) -> None:
     """Find tmux calls that use the shared default socket (no -L/-S) in shell scripts, Python

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+import shutil
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -246,6 +247,11 @@ def spawn(
             error = f"session {where} is already running; nothing was replaced"
             return _result(request, Outcome.ALREADY_RUNNING, cleaned, 0, error, error)
         if problem:
+            return _result(request, Outcome.FAILED, cleaned, 0, failed, problem)
+        if request.command and shutil.which(request.command[0]) is None:
+            # Otherwise tmux creates the session, the exec fails in the pane and the session
+            # vanishes, a moment before or after the verification: found here, it is certain.
+            problem = f"command not found or not executable: {request.command[0]}"
             return _result(request, Outcome.FAILED, cleaned, 0, failed, problem)
         plan = scope.current_plan(request.socket_name)
         reasons: list[str] = []

@@ -96,7 +96,7 @@ def test_post_boot_failure_is_exit_1_and_the_others_still_start(
     human = cli("--config", config, "post-boot")
     assert human.code == 1
     assert "failed" in human.out
-    assert "ended right after it was created" in human.out
+    assert "command not found or not executable: /nonexistent/agent" in human.out
 
 
 @pytest.mark.parametrize(

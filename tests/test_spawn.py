@@ -369,14 +369,24 @@ def test_single_argument_command_is_a_program_not_shell_text(tmux_env: TmuxEnv, 
         assert fh.read() == program + "\n"
 
 
-def test_command_that_exits_at_once_is_a_failure_without_retry(cli: Cli) -> None:
-    code, data = spawn_json(cli, "gone", "--", "/nonexistent/program")
+def test_session_that_ends_at_once_is_a_failure_without_retry(tmux_env: TmuxEnv, cli: Cli) -> None:
+    env, count = fake_tmux_env(tmux_env, "vanish")
+    code, data = spawn_json(cli, "gone", "--", *SLEEP, env=env)
     assert code == 1
     assert data["attempts"] == 1
+    assert read_count(count) == 1
     assert data["error"] == (
         "attempt 1: session gone ended right after it was created "
         "(its command exited or could not be started)"
     )
+
+
+def test_missing_command_fails_before_creating_anything(tmux_env: TmuxEnv, cli: Cli) -> None:
+    code, data = spawn_json(cli, "gone", "--", "/nonexistent/program", "x")
+    assert code == 1
+    assert data["attempts"] == 0
+    assert data["error"] == "command not found or not executable: /nonexistent/program"
+    assert not os.path.exists(tmux_env.path("spawn-gone"))
 
 
 # ---- protected sockets ----------------------------------------------------------------------

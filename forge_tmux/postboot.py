@@ -7,19 +7,11 @@ post-boot twice is harmless).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from forge_tmux.config import BootSession, Config
+from forge_tmux.config import Config
 from forge_tmux.errors import UsageError
-from forge_tmux.spawn import (
-    QUERY_TIMEOUT,
-    Outcome,
-    SpawnRequest,
-    SpawnResult,
-    make_request,
-    spawn,
-)
+from forge_tmux.spawn import Outcome, SpawnRequest, SpawnResult, request_for, spawn_for
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,29 +41,19 @@ class PostBootResult:
         }
 
 
-def requests(
-    entries: Sequence[BootSession],
-    *,
-    ready_timeout: float,
-    protected: Iterable[str],
-    socket_dir: str | None = None,
-    query_timeout: float = QUERY_TIMEOUT,
-) -> list[SpawnRequest]:
+def requests(cfg: Config, socket_dir: str | None = None) -> list[SpawnRequest]:
     """Validate every entry; UsageError names the entry that is wrong."""
-    protected = tuple(protected)
     made: list[SpawnRequest] = []
     sockets: dict[str, str] = {}
-    for index, entry in enumerate(entries):
+    for index, entry in enumerate(cfg.boot.sessions):
         try:
-            request = make_request(
+            request = request_for(
+                cfg,
                 entry.name,
                 entry.command,
                 socket_name=entry.socket_name,
                 wait_for=entry.wait_for,
-                ready_timeout=ready_timeout,
-                protected=protected,
                 socket_dir=socket_dir,
-                query_timeout=query_timeout,
             )
         except UsageError as exc:
             raise UsageError(f"boot.sessions[{index}] ({entry.name!r}): {exc}") from None
@@ -85,18 +67,11 @@ def requests(
     return made
 
 
-def post_boot(cfg: Config, *, sweep_timeout: float | None = None) -> PostBootResult:
-    """Spawn every boot session of `cfg` (raises UsageError before starting any when one is bad)."""
-    planned = requests(
-        cfg.boot.sessions,
-        ready_timeout=cfg.spawn.ready_timeout,
-        protected=cfg.protected_sockets,
-        query_timeout=cfg.health.timeout,
-    )
-    timeout = cfg.sweep.timeout if sweep_timeout is None else sweep_timeout
-    return PostBootResult(
-        tuple(
-            spawn(request, protected=cfg.protected_sockets, sweep_timeout=timeout)
-            for request in planned
-        )
-    )
+def post_boot(cfg: Config) -> PostBootResult:
+    """Spawn every boot session of `cfg` (raises UsageError before starting any when one is bad).
+
+    One after the other: a session's ready wait delays the next one, and the order of the
+    config is the order of starting (a later session may rely on an earlier one).
+    """
+    planned = requests(cfg)
+    return PostBootResult(tuple(spawn_for(cfg, request) for request in planned))

@@ -16,7 +16,7 @@ import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 from forge_tmux import scope, tmux
 from forge_tmux import sweep as janitor
@@ -24,6 +24,9 @@ from forge_tmux.errors import UsageError
 from forge_tmux.paths import SUN_PATH_MAX, display, tmux_socket_dir
 from forge_tmux.probe import SocketState, probe_path
 from forge_tmux.tmux import TmuxErrorKind, TmuxNotFound, TmuxResult
+
+if TYPE_CHECKING:
+    from forge_tmux.config import Config
 
 log = logging.getLogger(__name__)
 
@@ -172,7 +175,7 @@ def make_request(
             re.compile(wait_for)
         except re.error as exc:
             raise UsageError(
-                f"--wait-for {wait_for!r} is not a valid regular expression: {exc}"
+                f"the ready pattern {wait_for!r} is not a valid regular expression: {exc}"
             ) from None
     if not ready_timeout > 0:  # also rejects NaN
         raise UsageError(
@@ -181,6 +184,34 @@ def make_request(
     return SpawnRequest(
         name, session, label, path, tuple(command), wait_for, ready_timeout, query_timeout
     )
+
+
+def request_for(
+    cfg: Config,
+    name: str,
+    command: Sequence[str] = (),
+    *,
+    socket_name: str | None = None,
+    wait_for: str | None = None,
+    ready_timeout: float | None = None,
+    socket_dir: str | None = None,
+) -> SpawnRequest:
+    """`make_request` with the config's protected sockets and timeouts (CLI, post-boot, bot)."""
+    return make_request(
+        name,
+        command,
+        socket_name=socket_name,
+        wait_for=wait_for,
+        ready_timeout=cfg.spawn.ready_timeout if ready_timeout is None else ready_timeout,
+        protected=cfg.protected_sockets,
+        socket_dir=socket_dir,
+        query_timeout=cfg.health.timeout,
+    )
+
+
+def spawn_for(cfg: Config, request: SpawnRequest) -> SpawnResult:
+    """`spawn` with the config's protected sockets and sweep timeout."""
+    return spawn(request, protected=cfg.protected_sockets, sweep_timeout=cfg.sweep.timeout)
 
 
 # ---- argument vectors (pure) ---------------------------------------------------------------

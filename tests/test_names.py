@@ -7,11 +7,13 @@ import os
 
 import pytest
 
+from forge_tmux.config import Config, HealthConfig, SpawnConfig
 from forge_tmux.errors import UsageError
 from forge_tmux.spawn import (
     check_socket_name,
     make_request,
     name_budget,
+    request_for,
     safe_name,
 )
 
@@ -134,3 +136,20 @@ def test_make_request_refuses_a_protected_derived_socket() -> None:
 def test_make_request_bad_input(kwargs: dict[str, object], problem: str) -> None:
     with pytest.raises(UsageError, match=problem):
         make_request("x", socket_dir=SOCKDIR, **kwargs)  # type: ignore[arg-type]
+
+
+def test_request_for_takes_protection_and_timeouts_from_the_config() -> None:
+    cfg = Config(
+        protected_sockets=("fleet",),
+        spawn=SpawnConfig(ready_timeout=7.0),
+        health=HealthConfig(timeout=0.5),
+    )
+    request = request_for(cfg, "build", ["x"], wait_for="y", socket_dir=SOCKDIR)
+    assert (request.ready_timeout, request.query_timeout) == (7.0, 0.5)
+    assert request_for(cfg, "b", ready_timeout=3, socket_dir=SOCKDIR).ready_timeout == 3
+    with pytest.raises(UsageError, match="protected"):
+        request_for(cfg, "b", socket_name="fleet", socket_dir=SOCKDIR)
+    # The default protected name is replaced by the config's list, not added to.
+    assert request_for(cfg, "b", socket_name="homebase", socket_dir=SOCKDIR).socket_name == (
+        "homebase"
+    )

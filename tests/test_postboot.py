@@ -125,8 +125,9 @@ def test_bad_entry_is_exit_2_before_anything_starts(
 
 def test_two_entries_for_the_same_session_are_refused() -> None:
     entries = (BootSession("a.b", ("x",)), BootSession("a.b", ("y",)))
+    cfg = Config(boot=BootConfig(sessions=entries))
     with pytest.raises(UsageError, match=r"boot.sessions\[1\] \('a.b'\) is the same session"):
-        postboot.requests(entries, ready_timeout=1, protected=(), socket_dir="/tmp/tmux-0")
+        postboot.requests(cfg, socket_dir="/tmp/tmux-0")
 
 
 def test_no_boot_sessions_is_a_quiet_success(cli: Cli) -> None:

@@ -57,20 +57,15 @@ def spawn(
 
     start_logging(ctx)
     cfg = state(ctx).config
-    request = core.make_request(
+    request = core.request_for(
+        cfg,
         name,
         command or (),
         socket_name=socket_name,
         wait_for=wait_for,
-        ready_timeout=(
-            positive(ready_timeout, "--ready-timeout")
-            if ready_timeout is not None
-            else cfg.spawn.ready_timeout
-        ),
-        protected=cfg.protected_sockets,
-        query_timeout=cfg.health.timeout,
+        ready_timeout=None if ready_timeout is None else positive(ready_timeout, "--ready-timeout"),
     )
-    result = core.spawn(request, protected=cfg.protected_sockets, sweep_timeout=cfg.sweep.timeout)
+    result = core.spawn_for(cfg, request)
     if json_out:
         emit_json(result.to_json())
     elif result.ok:

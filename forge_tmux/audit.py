@@ -183,11 +183,10 @@ def scan_unit(text: str) -> Iterator[tuple[int, str]]:
 
 
 def _is_tmux(node: ast.expr) -> bool:
-    return (
-        isinstance(node, ast.Constant)
-        and isinstance(node.value, str)
-        and os.path.basename(node.value) == "tmux"
-    )
+    """"tmux" or a path to a tmux binary (`/usr/bin/tmux`), not any path ending in tmux
+    (`["/run/tmux"]` is a list of directories)."""
+    value = _literal(node)
+    return value is not None and (value == "tmux" or value.endswith("bin/tmux"))
 
 
 def _literal(node: ast.expr) -> str | None:

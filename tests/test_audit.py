@@ -128,6 +128,7 @@ libtmux.Server(socket_name="fleet")
 subprocess.run([TMUX, "ls"])  # a variable: unknown, skipped
 cmd = ["tmux",
        "attach"]
+socket_dirs = ["/run/tmux"]
 '''
     assert [line for line, _ in scan_python(source)] == [4, 7, 10, 13]
     assert dict(scan_python(source))[7] == 'os.system("tmux kill-server")'

@@ -11,7 +11,7 @@ Per round, alternating so that machine noise hits all alike, with the same inter
   so harness minus naive is what the harness itself adds.
 Everything happens in a private TMUX_TMPDIR; every server started is killed by pid afterwards.
 
-    .venv/bin/python scripts/bench_spawn.py [--rounds 30]
+    .venv/bin/python scripts/bench_spawn.py [--rounds 30] [--root /dev/shm]
 
 Target: the harness adds at most 50 ms (median against median).
 """
@@ -80,12 +80,15 @@ def server_pids(tmux: str, root: str, env: dict[str, str]) -> list[int]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=30)
+    parser.add_argument(
+        "--root", default="/tmp", help="where the private TMUX_TMPDIR is made (e.g. /dev/shm)"
+    )
     args = parser.parse_args()
     tmux = shutil.which("tmux")
     if tmux is None:
         print("tmux not found", file=sys.stderr)
         return 2
-    root = tempfile.mkdtemp(prefix="fb", dir="/tmp")
+    root = tempfile.mkdtemp(prefix="fb", dir=args.root)
     env = {k: v for k, v in os.environ.items() if k not in ("TMUX", "TMUX_PANE")}
     env["TMUX_TMPDIR"] = root
     env["XDG_CONFIG_HOME"] = os.path.join(root, "config")  # defaults, whatever the host has
@@ -117,7 +120,7 @@ def main() -> int:
     harness_ms = statistics.median(harness)
     baseline_ms = statistics.median(baseline)
     naive_ms = statistics.median(naive)
-    print(f"rounds: {args.rounds}, python {sys.version.split()[0]}, {tmux}")
+    print(f"rounds: {args.rounds}, python {sys.version.split()[0]}, {tmux}, TMUX_TMPDIR {root}")
     print(f"  forge-tmux spawn                                 median {harness_ms:6.1f} ms")
     print(f"  tmux new-session -d + python -c 'import typer'   median {baseline_ms:6.1f} ms")
     print(f"  naive Typer CLI running tmux new-session -d      median {naive_ms:6.1f} ms")

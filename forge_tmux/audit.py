@@ -183,7 +183,7 @@ def scan_unit(text: str) -> Iterator[tuple[int, str]]:
 
 
 def _is_tmux(node: ast.expr) -> bool:
-    """"tmux" or a path to a tmux binary (`/usr/bin/tmux`), not any path ending in tmux
+    """`tmux` or a path to a tmux binary (`/usr/bin/tmux`), not any path ending in tmux
     (`["/run/tmux"]` is a list of directories)."""
     value = _literal(node)
     return value is not None and (value == "tmux" or value.endswith("bin/tmux"))

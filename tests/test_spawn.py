@@ -207,9 +207,14 @@ def test_server_killed_while_the_spawn_runs(tmux_env: TmuxEnv, cli: Cli) -> None
 def test_server_killed_while_waiting_for_ready_fails_fast(tmux_env: TmuxEnv, cli: Cli) -> None:
     socket = tmux_env.path("spawn-build")
 
+    def shows_booting() -> bool:
+        pane = tmux_env.tmux("-L", "spawn-build", "capture-pane", "-p", "-t", "=build:")
+        return "booting" in pane.stdout
+
     def kill_when_up() -> None:
         wait_for(lambda: probe_path(socket).state is SocketState.LIVE)
-        time.sleep(0.3)
+        wait_for(shows_booting)
+        time.sleep(0.5)  # the harness polls at least every 0.2 s: it has seen the pane by now
         os.kill(server_pid(tmux_env, "spawn-build"), signal.SIGKILL)
 
     killer = threading.Thread(target=kill_when_up)

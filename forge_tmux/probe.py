@@ -67,14 +67,23 @@ def connect_path(dir_fd: int | None, dir_path: str, name: str) -> str | None:
     the path above it is renamed meanwhile, and long names still fit in sun_path. Falls back to
     the plain path where /proc is unavailable. None when neither fits in 107 bytes.
     """
-    candidates = []
-    if dir_fd is not None and os.path.isdir(f"/proc/self/fd/{dir_fd}"):
-        candidates.append(f"/proc/self/fd/{dir_fd}/{name}")
-    candidates.append(os.path.join(dir_path, name))
-    for candidate in candidates:
-        if len(os.fsencode(candidate)) <= SUN_PATH_MAX:
-            return candidate
-    return None
+    if dir_fd is not None and _proc_fd_works():
+        via_proc = f"/proc/self/fd/{dir_fd}/{name}"
+        if len(os.fsencode(via_proc)) <= SUN_PATH_MAX:
+            return via_proc
+    plain = os.path.join(dir_path, name)
+    return plain if len(os.fsencode(plain)) <= SUN_PATH_MAX else None
+
+
+_proc_fd: bool | None = None
+
+
+def _proc_fd_works() -> bool:
+    """Whether /proc/self/fd paths lead to our descriptors (checked once per process)."""
+    global _proc_fd  # noqa: PLW0603 - a fact about the process, computed once
+    if _proc_fd is None:
+        _proc_fd = os.path.isdir("/proc/self/fd")
+    return _proc_fd
 
 
 def probe_connect(path: str, budget: Budget | None = None) -> Probe:

@@ -446,14 +446,19 @@ def _retire_orphan_lock(dir_fd: int, lock_name: str, held: HeldLocks) -> int:
 
 
 def render_human(result: SweepResult, *, dry_run: bool = False) -> str:
-    """The default report: one line per directory and per socket that is not simply live."""
-    lines = []
-    for d in result.dirs:
-        if d.status is not DirStatus.SWEPT:
-            lines.append(f"{d.status.value:8} {display(d.path)}: {d.reason}")
-    for s in result.sockets:
-        if s.state is not SocketState.LIVE:
-            lines.append(f"{s.state.value:8} {display(s.path)}: {s.reason}")
+    """The default report: directories not swept and entries kept for a reason, then a summary.
+    Live sockets are the normal case and removals are logged one by one on stderr, so neither
+    is repeated here."""
+    lines = [
+        f"{d.status.value:8} {display(d.path)}: {d.reason}"
+        for d in result.dirs
+        if d.status is not DirStatus.SWEPT
+    ]
+    lines += [
+        f"{s.state.value:8} {display(s.path)}: {s.reason}"
+        for s in result.sockets
+        if s.state is not SocketState.LIVE and not s.removed
+    ]
     counts = result.summary()
     would = sum(1 for s in result.sockets if s.reason.startswith(WOULD_REMOVE))
     acted = f"{would} would be removed" if dry_run else f"{counts['removed']} removed"

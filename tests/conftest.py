@@ -9,6 +9,7 @@ socket or a server the test did not create.
 from __future__ import annotations
 
 import contextlib
+import importlib
 import json
 import os
 import shutil
@@ -264,7 +265,12 @@ def cli(tmux_env: TmuxEnv) -> Callable[..., CliResult]:
 
 
 def as_user(uid: int, fn: Callable[[], Any]) -> Any:
-    """Run `fn` in a forked child with uid/gid `uid` and return its JSON-able result."""
+    """Run `fn` in a forked child with uid/gid `uid` and return its JSON-able result.
+
+    The interpreter lives under /root (mode 0700) on these machines, so modules the code imports
+    lazily are imported here first: after the uid switch they could not be read."""
+    for module in ("resource", "select", "socket", "struct", "fcntl"):
+        importlib.import_module(module)
     read_end, write_end = os.pipe()
     pid = os.fork()
     if pid == 0:  # child

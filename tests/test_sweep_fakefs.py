@@ -113,11 +113,12 @@ def test_render_human_lists_what_is_not_live() -> None:
     result.dirs.append(sweep.DirResult("/e", sweep.DirStatus.REFUSED, "owned by uid 0, not ours"))
     result.sockets.append(sweep.SocketResult("/d/a", SocketState.LIVE, False, "server listening"))
     result.sockets.append(sweep.SocketResult("/d/b", SocketState.STALE, True, "removed: x"))
+    result.sockets.append(sweep.SocketResult("/d/c", SocketState.SKIPPED, False, "fifo"))
     text = sweep.render_human(result)
     assert text.splitlines() == [
         "refused  /e: owned by uid 0, not ours",
-        "stale    /d/b: removed: x",
-        "sweep: 1 live, 1 stale, 1 removed, 0 unknown, 0 skipped in 2 dir(s), 0.0 ms",
+        "skipped  /d/c: fifo",
+        "sweep: 1 live, 1 stale, 1 removed, 0 unknown, 1 skipped in 2 dir(s), 0.0 ms",
     ]
     assert sweep.log_events(result) == [
         (sweep.WARNING, "refused /e: owned by uid 0, not ours"),

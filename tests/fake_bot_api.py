@@ -15,7 +15,6 @@ import json
 import socket
 import threading
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -92,7 +91,9 @@ class FakeBotAPI:
         self._server.daemon_threads = True
         self.port = self._server.server_address[1]
         self._closing = False
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
         self._thread.start()
         return self
 
@@ -131,34 +132,12 @@ class FakeBotAPI:
         """Answer normally, but only after `delay` seconds (the request *is* processed)."""
         self.script(method, *[Script(200, None, delay)] * times)
 
-    def add_command(
-        self,
-        text: str,
-        *,
-        user_id: int = 1111,
-        chat_id: int | None = None,
-        edited: bool = False,
-        date: int | None = None,
-        message_id: int | None = None,
-    ) -> int:
-        """Queue an update with a message whose first word is a bot command; returns its id."""
-        command = text.split(maxsplit=1)[0]
-        message = {
-            "message_id": message_id or self._new_message_id(),
-            "date": int(time.time()) if date is None else date,
-            "chat": {"id": chat_id or user_id, "type": "private"},
-            "from": {"id": user_id, "is_bot": False, "first_name": "u"},
-            "text": text,
-            "entities": [{"type": "bot_command", "offset": 0, "length": len(command)}],
-        }
-        if edited:
-            message["edit_date"] = int(time.time())
+    def add_command(self, text: str, **kwargs: Any) -> int:
+        """Queue an update for getUpdates (see `command_update`); returns its id."""
         with self._cond:
             update_id = self._next_update
             self._next_update += 1
-            self.updates.append(
-                {"update_id": update_id, ("edited_message" if edited else "message"): message}
-            )
+            self.updates.append(command_update(text, update_id=update_id, **kwargs))
             self._cond.notify_all()
         return update_id
 
@@ -268,8 +247,29 @@ class FakeBotAPI:
             request.wfile.write(data)
 
 
-@contextlib.contextmanager
-def running(port: int = 0) -> Iterator[FakeBotAPI]:
-    fake = FakeBotAPI(port)
-    with fake:
-        yield fake
+_message_ids = iter(range(1, 1 << 30))
+
+
+def command_update(
+    text: str,
+    *,
+    update_id: int = 1,
+    user_id: int = 1111,
+    chat_id: int | None = None,
+    edited: bool = False,
+    age: float = 0.0,
+) -> dict[str, Any]:
+    """An update with a message whose first word is a bot command (with its entity, or the
+    library would not see a command), sent by `user_id`, `age` seconds ago."""
+    command = text.split(maxsplit=1)[0]
+    message: dict[str, Any] = {
+        "message_id": next(_message_ids),
+        "date": int(time.time() - age),
+        "chat": {"id": chat_id or user_id, "type": "private"},
+        "from": {"id": user_id, "is_bot": False, "first_name": "u"},
+        "text": text,
+        "entities": [{"type": "bot_command", "offset": 0, "length": len(command)}],
+    }
+    if edited:
+        message["edit_date"] = int(time.time())
+    return {"update_id": update_id, ("edited_message" if edited else "message"): message}

@@ -293,3 +293,51 @@ def run(cfg: Config, settings: TelegramSettings, actions: Actions, users: frozen
 def _host(url: str) -> str:
     """The Bot API host for a log line (never the path: a token might be written there)."""
     return url.split("//", 1)[-1].split("/", 1)[0]
+
+
+class FleetActions:
+    """The real fleet: the spawn harness, the health check and the janitor."""
+
+    def __init__(self, cfg: Config, dirs: list[str]) -> None:
+        self.cfg = cfg
+        self.dirs = dirs
+
+    def spawn(self, name: str, profile: Profile) -> Reply:
+        from forge_tmux import spawn as harness  # noqa: PLC0415
+
+        try:
+            request = harness.make_request(
+                name,
+                profile.command,
+                wait_for=profile.wait_for,
+                ready_timeout=self.cfg.spawn.ready_timeout,
+                protected=self.cfg.protected_sockets,
+            )
+        except UsageError as exc:
+            return Reply(False, f"cannot spawn {name}: {exc}")
+        result = harness.spawn(
+            request, protected=self.cfg.protected_sockets, sweep_timeout=self.cfg.sweep.timeout
+        )
+        text = result.message
+        if result.error and result.error != result.message:
+            text += f": {result.error}"
+        return Reply(result.ok, text)
+
+    def health(self) -> Reply:
+        from forge_tmux import health  # noqa: PLC0415
+
+        result = health.collect(
+            self.dirs, timeout=self.cfg.health.timeout, parallel=self.cfg.health.parallel
+        )
+        return Reply(True, health.render_row(result))
+
+    def sweep(self) -> Reply:
+        from forge_tmux import sweep as janitor  # noqa: PLC0415
+        from forge_tmux.boot import sweep_details, sweep_line  # noqa: PLC0415
+
+        result = janitor.sweep(
+            self.dirs, timeout=self.cfg.sweep.timeout, protected=self.cfg.protected_sockets
+        )
+        for level, text in janitor.log_events(result):
+            log.log(level, "%s", text)
+        return Reply(result.ok, "\n".join([sweep_line(result), *sweep_details(result)]))

@@ -441,6 +441,28 @@ async def _send_one(bot: Bot, settings: TelegramSettings, text: str, deadline: f
             return _Outcome("stop", f"{type(exc).__name__}: {exc}")
 
 
+def for_job(cfg: TelegramConfig) -> TelegramSettings | None:
+    """Settings for a job that notifies on the side (the boot hook): a bad token file is logged,
+    not raised, because the job must run anyway. None when notifications cannot be sent."""
+    try:
+        settings = resolve(cfg)
+    except UsageError as exc:
+        log.error("not notifying: %s", exc)  # noqa: TRY400 - one line; the job goes on
+        return None
+    return settings
+
+
+def report(settings: TelegramSettings | None, text: str) -> Delivery | None:
+    """Tell Telegram about a job. Never raises and never decides the job's exit code; None when
+    Telegram is not configured (then nothing is queued either: no one would ever read it)."""
+    if settings is None:
+        return None
+    if not settings.ready:
+        log.info("Telegram not configured (missing %s); not notifying", settings.missing())
+        return None
+    return deliver(settings, text)
+
+
 def render_delivery(result: Delivery) -> str:
     """One line for a person: what went out, what waits, and why."""
     parts = [f"delivered {result.delivered}"]

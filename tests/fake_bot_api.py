@@ -49,6 +49,7 @@ class FakeBotAPI:
         self.updates: list[dict[str, Any]] = []
         self.confirmed_offset = 0
         self._sent: list[str] = []
+        self.dropped: list[dict[str, Any]] = []  # pending updates dropped at the bot's start
         self._scripts: dict[str, list[Script]] = {}
         self._next_update = 1
         self._next_message = 1000
@@ -202,6 +203,11 @@ class FakeBotAPI:
     def _result(self, method: str, params: dict[str, str]) -> Any:
         if method == "getMe":
             return BOT_USER
+        if method == "deleteWebhook" and params.get("drop_pending_updates") == "true":
+            with self._cond:
+                self.dropped.extend(self.updates)
+                self.updates.clear()
+            return True
         if method in ("deleteWebhook", "close", "logOut", "setMyCommands"):
             return True
         if method == "sendMessage":

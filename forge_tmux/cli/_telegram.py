@@ -7,7 +7,16 @@ from typing import Annotated
 
 import typer
 
-from forge_tmux.cli.common import JsonOpt, app, emit_json, finish, start_logging, state
+from forge_tmux.cli.common import (
+    DirOpt,
+    JsonOpt,
+    app,
+    emit_json,
+    finish,
+    socket_dirs,
+    start_logging,
+    state,
+)
 
 
 @app.command()
@@ -44,3 +53,44 @@ def notify(
     else:
         print(core.render_delivery(result))
     finish(0 if result.ok else 1)
+
+
+@app.command()
+def boot(ctx: typer.Context, dirs: DirOpt = None, json_out: JsonOpt = False) -> None:
+    """The boot hook: sweep, the post-boot sessions' status, the health row, and the summary
+    to Telegram. Exit 0 unless the sweep itself failed (Telegram never changes the exit code).
+    """
+    from forge_tmux import boot as core  # noqa: PLC0415
+    from forge_tmux import notify  # noqa: PLC0415
+
+    start_logging(ctx)
+    cfg = state(ctx).config
+    settings = notify.for_job(cfg.telegram)
+    report = core.boot(cfg, socket_dirs(cfg, dirs))
+    delivery = notify.report(settings, report.message())
+    if json_out:
+        emit_json({**report.to_json(), "notify": delivery.to_json() if delivery else None})
+    else:
+        print("\n".join(report.lines()))
+        if delivery is not None:
+            print(notify.render_delivery(delivery))
+    finish(0 if report.ok else 1)
+
+
+@app.command()
+def bot(ctx: typer.Context) -> None:
+    """Run the Telegram bot (long polling): /spawn NAME [PROFILE], /health, /sweep, /help for
+    the users in bot.allowed_user_ids / FORGE_TMUX_BOT_ALLOWED_USERS only. Stops on SIGTERM.
+    """
+    from forge_tmux import bot as core  # noqa: PLC0415
+    from forge_tmux import notify  # noqa: PLC0415
+    from forge_tmux.errors import UsageError  # noqa: PLC0415
+
+    start_logging(ctx)
+    cfg = state(ctx).config
+    settings = notify.resolve(cfg.telegram)
+    if not settings.token:
+        raise UsageError(f"the bot needs {settings.missing().split(' and ')[0]}")
+    users = core.allowed_users(cfg.bot)
+    actions = core.FleetActions(cfg, socket_dirs(cfg, None))
+    finish(core.run(cfg, settings, actions, users))

@@ -20,7 +20,7 @@ from forge_tmux import health, healthstate, postboot, spawn, tmux
 from forge_tmux import sweep as janitor
 from forge_tmux.config import Config
 from forge_tmux.errors import UsageError
-from forge_tmux.notify import headline
+from forge_tmux.notify import TelegramSettings, deliver, headline
 from forge_tmux.paths import display
 
 log = logging.getLogger(__name__)
@@ -167,3 +167,34 @@ def boot(cfg: Config, dirs: Sequence[str]) -> BootReport:
         report.sessions = post_boot_status(cfg)
     report.row, report.events = health_events(cfg, dirs)
     return report
+
+
+def sweep_notice(cfg: Config, dirs: Sequence[str], result: janitor.SweepResult) -> str | None:
+    """What the periodic sweep tells Telegram, or None (policy `sweep.notify`). Under `changes`
+    only a removal or a new health event (gone, hung, orphaned, recovered; each told once)
+    makes a message, so a quiet fleet never gets one every cycle. A refused directory alone
+    does not either: it would repeat every run; the journal has it at warning."""
+    policy = cfg.sweep.notify
+    if policy == "never":
+        return None
+    row, events = health_events(cfg, dirs)
+    if policy == "changes" and not result.removed and not events:
+        return None
+    return headline("sweep", [sweep_line(result), *sweep_details(result), *events, row])
+
+
+def notify_after_sweep(
+    cfg: Config, dirs: Sequence[str], result: janitor.SweepResult, settings: TelegramSettings
+) -> None:
+    """`sweep --notify`: send the notice if there is one, and deliver what the outbox holds
+    (a boot summary kept while the network was down goes out with the next sweep). Never
+    raises: the sweep's exit code is the sweep's."""
+    try:
+        text = sweep_notice(cfg, dirs, result)
+    except Exception:  # a health check that breaks must not break the sweep
+        log.exception("sweep --notify: could not check health")
+        text = None
+    if settings.ready:
+        deliver(settings, text)
+    elif text is not None:
+        log.info("Telegram not configured (missing %s); not notifying", settings.missing())

@@ -11,57 +11,18 @@ import stat
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import pytest
 from conftest import CliResult, TmuxEnv
 from fake_bot_api import TOKEN, FakeBotAPI
+from telegram_fixtures import CHAT, assert_no_token, outbox_files, unreachable, write_config
 
 from forge_tmux import notify
 from forge_tmux.config import TelegramConfig
 from forge_tmux.errors import UsageError
 
-CHAT = "4242"
-
-
-def write_config(env: TmuxEnv, text: str) -> None:
-    directory = os.path.join(env.env["XDG_CONFIG_HOME"], "forge-tmux")
-    os.makedirs(directory, exist_ok=True)
-    with open(os.path.join(directory, "config.toml"), "w") as fh:
-        fh.write(text)
-
-
-def outbox_files(env: TmuxEnv, shelf: str = "") -> list[str]:
-    directory = os.path.join(env.env["FORGE_TMUX_STATE_DIR"], "outbox", shelf)
-    try:
-        return sorted(n for n in os.listdir(directory) if n.endswith(".html"))
-    except FileNotFoundError:
-        return []
-
-
-def assert_no_token(*results: CliResult) -> None:
-    secret = TOKEN.split(":", 1)[1]
-    for result in results:
-        assert secret not in result.out
-        assert secret not in result.err
-
-
-@pytest.fixture
-def fake() -> Iterator[FakeBotAPI]:
-    with FakeBotAPI() as api:
-        yield api
-
-
-@pytest.fixture
-def tg_env(tmux_env: TmuxEnv, fake: FakeBotAPI) -> TmuxEnv:
-    """tmux_env plus Telegram settings pointing at the fake, and a short delivery budget."""
-    tmux_env.env.update(
-        FORGE_TMUX_TELEGRAM_TOKEN=TOKEN,
-        FORGE_TMUX_TELEGRAM_CHAT_ID=CHAT,
-        FORGE_TMUX_TELEGRAM_API_URL=fake.base_url,
-    )
-    write_config(tmux_env, "[telegram]\ntimeout = 5\n")
-    return tmux_env
+pytest_plugins = ["telegram_fixtures"]
 
 
 # --- settings and secrets ---------------------------------------------------------------------
@@ -165,7 +126,7 @@ def test_long_message_is_trimmed_on_the_wire(
 def test_unreachable_then_delivered_in_order_exactly_once(
     tg_env: TmuxEnv, fake: FakeBotAPI, cli: Callable[..., CliResult]
 ) -> None:
-    down = dict(tg_env.env, FORGE_TMUX_TELEGRAM_API_URL=f"http://127.0.0.1:{fake.free_port()}/bot")
+    down = unreachable(tg_env)
     started = time.monotonic()
     first = cli("notify", "first", env=down)
     second = cli("notify", "second", "--json", env=down)

@@ -1,0 +1,113 @@
+#!/usr/bin/env python3
+"""Benchmark: `forge-tmux health` over 100 live servers and 1,000 dead sockets, side by side with
+the runbook's loop `for s in DIR/*; do tmux -S "$s" list-sessions; done`, in the same run.
+
+Live servers are real tmux servers in a private TMUX_TMPDIR on /dev/shm, killed by pid at the
+end; dead sockets are made by bind() without listen(). Run it with the Python that has forge-tmux
+installed, e.g. `.venv/bin/python scripts/bench_health.py [--live 100] [--dead 1000]`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+
+def make_dead(path: str) -> None:
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        sock.bind(path)  # bound, never listening: connect() is refused, as after a crash
+    finally:
+        sock.close()
+
+
+def start_server(env: dict[str, str], name: str) -> int:
+    out = subprocess.run(
+        [
+            "tmux",
+            "-f",
+            "/dev/null",
+            "-L",
+            name,
+            "new-session",
+            "-d",
+            "-P",
+            "-F",
+            "#{pid}",
+            "-s",
+            "main",
+            "sleep 100000",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=30,
+    )
+    return int(out.stdout.strip())
+
+
+def timed(argv: list[str], env: dict[str, str]) -> tuple[float, subprocess.CompletedProcess[str]]:
+    started = time.perf_counter()
+    proc = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=600)
+    return time.perf_counter() - started, proc
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--live", type=int, default=100)
+    parser.add_argument("--dead", type=int, default=1000)
+    parser.add_argument("--repeat", type=int, default=5, help="health runs (median reported)")
+    args = parser.parse_args()
+
+    base = "/dev/shm" if os.path.isdir("/dev/shm") else None
+    root = tempfile.mkdtemp(prefix="fb", dir=base)
+    sockdir = os.path.join(root, f"tmux-{os.geteuid()}")
+    os.mkdir(sockdir, 0o700)
+    env = {k: v for k, v in os.environ.items() if k not in ("TMUX", "TMUX_PANE")}
+    env.update(TMUX_TMPDIR=root, SHELL="/bin/sh", XDG_CONFIG_HOME=os.path.join(root, "cfg"))
+    pids: list[int] = []
+    try:
+        with ThreadPoolExecutor(8) as pool:
+            pids += pool.map(lambda i: start_server(env, f"live{i:03}"), range(args.live))
+        for i in range(args.dead):
+            make_dead(os.path.join(sockdir, f"dead{i:04}"))
+
+        health_argv = [sys.executable, "-m", "forge_tmux", "health", "--dir", sockdir, "--json"]
+        runs = []
+        for _ in range(args.repeat):
+            seconds, proc = timed(health_argv, env)
+            report = json.loads(proc.stdout)
+            assert (report["live"], report["dead"]) == (args.live, args.dead), report["live"]
+            runs.append(seconds)
+        loop = f'for s in {sockdir}/*; do tmux -S "$s" list-sessions; done >/dev/null 2>&1'
+        loop_seconds, _ = timed(["bash", "-c", loop], env)
+
+        health_seconds = statistics.median(runs)
+        print(f"sockets: {args.live} live tmux servers, {args.dead} dead (in {sockdir})")
+        spread = f"min {min(runs):.3f} s, max {max(runs):.3f} s"
+        print(f"forge-tmux health --json: median {health_seconds:.3f} s wall over {len(runs)} runs")
+        print(f"  ({spread}; CLI start-up included)")
+        print(f"runbook loop (tmux -S X list-sessions per socket): {loop_seconds:.3f} s wall")
+        print(f"ratio: health is {loop_seconds / health_seconds:.1f}x faster than the loop")
+        return 0 if health_seconds < 1.0 and health_seconds < loop_seconds else 1
+    finally:
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        shutil.rmtree(root, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -16,7 +16,7 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from forge_tmux import health, healthstate, postboot, spawn, tmux
+from forge_tmux import health, healthstate
 from forge_tmux import sweep as janitor
 from forge_tmux.config import Config
 from forge_tmux.errors import UsageError
@@ -86,6 +86,8 @@ class SessionStatus:
 
 def post_boot_status(cfg: Config) -> list[SessionStatus]:
     """Whether each `[[boot.sessions]]` entry is running now (read-only: has-session)."""
+    from forge_tmux import postboot, spawn, tmux  # noqa: PLC0415 - only with boot sessions
+
     try:
         planned = postboot.requests(
             cfg.boot.sessions,
@@ -163,9 +165,17 @@ def boot(cfg: Config, dirs: Sequence[str]) -> BootReport:
     report = BootReport(swept)
     for level, text in janitor.log_events(report.sweep):
         log.log(level, "%s", text)
-    if cfg.boot.sessions:
-        report.sessions = post_boot_status(cfg)
-    report.row, report.events = health_events(cfg, dirs)
+    # What follows only looks; a bug in it must not turn a good boot sweep into a failure.
+    try:
+        if cfg.boot.sessions:
+            report.sessions = post_boot_status(cfg)
+    except Exception:
+        log.exception("boot: could not check the post-boot sessions")
+    try:
+        report.row, report.events = health_events(cfg, dirs)
+    except Exception:
+        log.exception("boot: could not check socket health")
+        report.row = "tmux sockets: health check failed (see the journal)"
     return report
 
 

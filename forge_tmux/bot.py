@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Final, NamedTuple, Protocol
 
 from forge_tmux.config import BotConfig, Config, Profile
 from forge_tmux.errors import UsageError
+from forge_tmux.logs import NOTICE
 from forge_tmux.notify import TelegramSettings, escape, fit
 
 if TYPE_CHECKING:
@@ -230,7 +231,7 @@ class Bot:
             per_minute = self.cfg.bot.spawns_per_minute
             await self._answer(update, f"rate limit: at most {per_minute} spawns a minute")
             return
-        log.log(25, "user %s: /spawn %r with profile %s", user_id, args[0], profile_name)
+        log.log(NOTICE, "user %s: /spawn %r with profile %s", user_id, args[0], profile_name)
         async with self._work:
             reply = await asyncio.to_thread(self.actions.spawn, args[0], profile)
         await self._answer(update, reply.text)
@@ -275,7 +276,7 @@ def run(cfg: Config, settings: TelegramSettings, actions: Actions, users: frozen
     if not users:
         log.warning("bot.allowed_user_ids is empty: the bot will answer nobody")
     app = Bot(cfg, settings, actions, users).build()
-    log.log(25, "bot polling %s for %d allowed user(s)", _host(settings.api_url), len(users))
+    log.log(NOTICE, "bot polling %s for %d allowed user(s)", _host(settings.api_url), len(users))
     try:
         app.run_polling(
             timeout=int(POLL_TIMEOUT),
@@ -286,7 +287,7 @@ def run(cfg: Config, settings: TelegramSettings, actions: Actions, users: frozen
     except InvalidToken:
         log.error("Telegram rejected the bot token; check FORGE_TMUX_TELEGRAM_TOKEN")  # noqa: TRY400
         return 2
-    log.log(25, "bot stopped")
+    log.log(NOTICE, "bot stopped")
     return 0
 
 

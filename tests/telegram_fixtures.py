@@ -62,3 +62,13 @@ def tg_env(tmux_env: TmuxEnv, fake: FakeBotAPI) -> TmuxEnv:
     )
     write_config(tmux_env, BASE_CONFIG)
     return tmux_env
+
+
+def unsafe_token_file(env: TmuxEnv) -> str:
+    """A config whose token file is readable by everyone (mode 0644): refused by forge-tmux."""
+    token_file = os.path.join(env.root, "token")
+    with open(token_file, "w") as fh:
+        fh.write(TOKEN)
+    os.chmod(token_file, 0o644)
+    write_config(env, f'[telegram]\ntoken_file = "{token_file}"\nchat_id = 1\n')
+    return token_file

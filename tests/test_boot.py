@@ -11,8 +11,15 @@ import time
 from collections.abc import Callable
 
 from conftest import CliResult, TmuxEnv, needs_tmux
-from fake_bot_api import TOKEN, FakeBotAPI
-from telegram_fixtures import BASE_CONFIG, assert_no_token, outbox_files, unreachable, write_config
+from fake_bot_api import FakeBotAPI
+from telegram_fixtures import (
+    BASE_CONFIG,
+    assert_no_token,
+    outbox_files,
+    unreachable,
+    unsafe_token_file,
+    write_config,
+)
 
 pytestmark = needs_tmux
 pytest_plugins = ["telegram_fixtures"]
@@ -102,11 +109,7 @@ def test_boot_without_telegram_still_sweeps(
 def test_boot_with_an_unsafe_token_file_sweeps_and_logs(
     tmux_env: TmuxEnv, cli: Callable[..., CliResult]
 ) -> None:
-    token_file = os.path.join(tmux_env.root, "token")
-    with open(token_file, "w") as fh:
-        fh.write(TOKEN)
-    os.chmod(token_file, 0o644)
-    write_config(tmux_env, f'[telegram]\ntoken_file = "{token_file}"\nchat_id = 1\n')
+    unsafe_token_file(tmux_env)
     tmux_env.stale("spawn-old")
     result = cli("boot")
     assert result.code == 0

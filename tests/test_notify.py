@@ -16,7 +16,14 @@ from collections.abc import Callable
 import pytest
 from conftest import CliResult, TmuxEnv
 from fake_bot_api import TOKEN, FakeBotAPI
-from telegram_fixtures import CHAT, assert_no_token, outbox_files, unreachable, write_config
+from telegram_fixtures import (
+    CHAT,
+    assert_no_token,
+    outbox_files,
+    unreachable,
+    unsafe_token_file,
+    write_config,
+)
 
 from forge_tmux import notify
 from forge_tmux.config import TelegramConfig
@@ -62,11 +69,7 @@ def test_group_readable_token_file_is_refused(tmp_path: os.PathLike[str]) -> Non
 def test_cli_unsafe_token_file_exits_2_with_one_line(
     tmux_env: TmuxEnv, cli: Callable[..., CliResult]
 ) -> None:
-    token_file = os.path.join(tmux_env.root, "token")
-    with open(token_file, "w") as fh:
-        fh.write(TOKEN)
-    os.chmod(token_file, 0o644)
-    write_config(tmux_env, f'[telegram]\ntoken_file = "{token_file}"\nchat_id = 1\n')
+    unsafe_token_file(tmux_env)
     result = cli("notify", "hello")
     assert result.code == 2
     assert result.err.count("\n") == 1

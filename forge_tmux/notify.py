@@ -316,6 +316,9 @@ def deliver(
                 return Delivery()
             import asyncio  # noqa: PLC0415 - only when there is something to send
 
+            # The library logs some failures with a traceback; every failure is reported here
+            # in one line instead.
+            logging.getLogger("telegram").setLevel(logging.CRITICAL)
             result = asyncio.run(_flush(settings, box, deadline))
     except Exception as exc:  # a notifier must never break the job it reports on
         error = redact(f"notification failed: {exc!r}")

@@ -11,7 +11,7 @@ import time
 from collections.abc import Callable, Iterator
 
 import pytest
-from conftest import TmuxEnv, needs_tmux
+from conftest import CliResult, TmuxEnv, needs_tmux
 from fake_bot_api import TOKEN, FakeBotAPI
 
 ALICE = 1111
@@ -159,3 +159,20 @@ def test_api_down_at_start_then_up(
         code, took = bot.stop()
     assert code == 0
     assert took < 5
+
+
+def test_rejected_token_exits_2_without_showing_it(
+    tmux_env: TmuxEnv, start_bot: Callable[[str], BotProcess]
+) -> None:
+    with FakeBotAPI(token="1:another") as fake:
+        bot = start_bot(fake.base_url)
+        assert bot.proc.wait(timeout=20) == 2
+    log = bot.log()
+    assert "rejected the bot token" in log
+    assert TOKEN.split(":", 1)[1] not in log
+
+
+def test_bot_without_a_token_is_a_usage_error(cli: Callable[..., CliResult]) -> None:
+    result = cli("bot")
+    assert result.code == 2
+    assert "FORGE_TMUX_TELEGRAM_TOKEN" in result.err

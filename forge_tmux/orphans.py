@@ -376,15 +376,15 @@ def _signal_under_lock(dir_fd: int, orphan: Orphan, timeout: float) -> Recovery:
     from forge_tmux.probe import SocketState, connect_path, probe_connect  # noqa: PLC0415
 
     # The sweep's own lock helpers: the same file, flags and ownership rule as its removals.
-    from forge_tmux.sweep import LOCK_SUFFIX, _lock_is_ours, _open_lock  # noqa: PLC0415
+    from forge_tmux.sweep import LOCK_SUFFIX, lock_is_ours, open_lock  # noqa: PLC0415
 
     directory, name = os.path.split(orphan.path)
     try:
-        lock_fd = _open_lock(dir_fd, name + LOCK_SUFFIX, create=True)
+        lock_fd = open_lock(dir_fd, name + LOCK_SUFFIX, create=True)
     except OSError as exc:
         return _refused(orphan, f"cannot open tmux's lock file: {exc.strerror or exc}")
     try:
-        if not _lock_is_ours(lock_fd):
+        if not lock_is_ours(lock_fd):
             return _refused(orphan, "tmux's lock file for this path is not ours")
         try:
             fcntl.flock(lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)

@@ -112,6 +112,85 @@ def probe_connect(path: str, budget: Budget | None = None) -> Probe:
         sock.close()
 
 
+# sock_diag (netlink) constants from <linux/netlink.h>, <linux/sock_diag.h>, <linux/unix_diag.h>.
+_NETLINK_SOCK_DIAG = 4
+_SOCK_DIAG_BY_FAMILY = 20
+_NLM_F_REQUEST_DUMP = 0x1 | 0x300
+_NLMSG_ERROR, _NLMSG_DONE = 2, 3
+_UDIAG_SHOW_VFS = 0x2
+_UNIX_DIAG_VFS = 1
+# Sockets bound to a file are CLOSE (bound, not yet listening) or LISTEN; connected ones are not
+# asked for (accepted sockets repeat their listener's file anyway).
+_BOUND_STATES = (1 << 7) | (1 << 10)
+
+
+def bound_files() -> frozenset[tuple[int, int]] | None:
+    """(st_dev, st_ino) of every file that a unix socket in this network namespace is bound to,
+    straight from the kernel (sock_diag with UDIAG_SHOW_VFS); None when that is unavailable
+    (no netlink in a sandbox, an old kernel).
+
+    This is what "stale" means at bottom: a socket file no socket is bound to. connect() cannot
+    tell a dead server's file from a live server's between its bind() and its listen() (both are
+    refused); the kernel can. The sweep asks just before it unlinks, so a server that binds
+    without tmux's lock (a client that raced a lock file's removal, SIGUSR1 recreating a
+    deleted socket) is never unlinked under its own feet.
+    """
+    import socket  # noqa: PLC0415 - see probe_connect
+    import struct  # noqa: PLC0415
+
+    try:
+        nl = socket.socket(
+            socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_CLOEXEC, _NETLINK_SOCK_DIAG
+        )
+    except OSError:
+        return None
+    found: set[tuple[int, int]] = set()
+    try:
+        # struct unix_diag_req {u8 family, protocol; u16 pad; u32 states, ino, show, cookie[2];}
+        req = struct.pack(
+            "=BBHIIIII",
+            socket.AF_UNIX,
+            0,
+            0,
+            _BOUND_STATES,
+            0,
+            _UDIAG_SHOW_VFS,
+            ~0 & 0xFFFFFFFF,
+            ~0 & 0xFFFFFFFF,
+        )
+        header = struct.pack(
+            "=IHHII", 16 + len(req), _SOCK_DIAG_BY_FAMILY, _NLM_F_REQUEST_DUMP, 1, 0
+        )
+        nl.sendto(header + req, (0, 0))
+        while True:
+            data = nl.recv(1 << 16)
+            if not data:
+                return None
+            offset = 0
+            while offset + 16 <= len(data):
+                length, kind = struct.unpack_from("=IH", data, offset)
+                if kind == _NLMSG_DONE:
+                    return frozenset(found)
+                if kind == _NLMSG_ERROR or length < 16:
+                    return None
+                # Attributes follow struct unix_diag_msg (16 bytes) after the 16-byte header.
+                attr, end = offset + 32, offset + length
+                while attr + 4 <= end:
+                    attr_len, attr_type = struct.unpack_from("=HH", data, attr)
+                    if attr_len < 4:
+                        break
+                    if attr_type == _UNIX_DIAG_VFS:
+                        ino, kdev = struct.unpack_from("=II", data, attr + 4)
+                        # The kernel reports its internal dev_t: major << 20 | minor.
+                        found.add((os.makedev(kdev >> 20, kdev & 0xFFFFF), ino))
+                    attr += (attr_len + 3) & ~3
+                offset += (length + 3) & ~3
+    except OSError:
+        return None
+    finally:
+        nl.close()
+
+
 def precheck(st: os.stat_result, euid: int) -> Probe | None:
     """The entry-level rules before any connect: symlinks, non-sockets and others' files are
     skipped. None means "a socket of ours: go and connect"."""

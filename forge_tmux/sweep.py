@@ -9,6 +9,10 @@ Safety rules, in the order they are applied:
   held lock means a client is starting a server right now) and only after a re-check under the
   lock: same inode, still a socket, still ours, connect still refused. A tmux client that wants
   the path waits on that same lock and re-tries connect() after it, so it cannot be overtaken.
+- Just before the unlink, the kernel is asked (sock_diag) whether any socket is bound to that
+  very file: a server between bind() and listen() is refused like a stale one, and a client that
+  raced a lock file's removal (it opened the old lock file, we unlinked it, its flock then
+  succeeded on the orphaned inode) starts its server without the lock excluding anyone.
 - Lock files are removed only while we hold them and only when no socket is beside them, as
   tmux's own server does after it starts; so the sweep leaves no debris behind.
 """
@@ -22,7 +26,15 @@ from enum import StrEnum
 from typing import NamedTuple
 
 from forge_tmux.paths import display
-from forge_tmux.probe import Budget, Probe, SocketState, classify, connect_path, probe_connect
+from forge_tmux.probe import (
+    Budget,
+    Probe,
+    SocketState,
+    bound_files,
+    classify,
+    connect_path,
+    probe_connect,
+)
 
 LOCK_SUFFIX = ".lock"
 
@@ -210,14 +222,14 @@ def _judge(
     return _remove_under_lock(dir_fd, dir_path, name, st)
 
 
-def _open_lock(dir_fd: int, lock_name: str, create: bool) -> int:
+def open_lock(dir_fd: int, lock_name: str, create: bool) -> int:
     flags = os.O_WRONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK
     if create:
         flags |= os.O_CREAT
     return os.open(lock_name, flags, 0o600, dir_fd=dir_fd)
 
 
-def _lock_is_ours(lock_fd: int) -> bool:
+def lock_is_ours(lock_fd: int) -> bool:
     st = os.fstat(lock_fd)
     return stat.S_ISREG(st.st_mode) and st.st_uid == os.geteuid()
 
@@ -260,12 +272,12 @@ def _remove_under_lock(dir_fd: int, dir_path: str, name: str, st: os.stat_result
     path = os.path.join(dir_path, name)
     lock_name = name + LOCK_SUFFIX
     try:
-        lock_fd = _open_lock(dir_fd, lock_name, create=True)
+        lock_fd = open_lock(dir_fd, lock_name, create=True)
     except OSError as exc:
         reason = f"cannot open lock file {lock_name}: {exc.strerror or exc}; kept"
         return SocketResult(path, SocketState.UNKNOWN, False, reason)
     try:
-        if not _lock_is_ours(lock_fd):
+        if not lock_is_ours(lock_fd):
             return SocketResult(path, SocketState.SKIPPED, False, "lock file is not ours; kept")
         try:
             fcntl.flock(lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -282,6 +294,13 @@ def _remove_under_lock(dir_fd: int, dir_path: str, name: str, st: os.stat_result
         )
         if again.state is not SocketState.STALE:
             return SocketResult(path, again.state, False, f"re-check under lock: {again.reason}")
+        # Refused is also what a server says between its bind() and its listen(). The lock keeps
+        # tmux clients out, but not one that raced a lock file's removal, nor a server re-binding
+        # on SIGUSR1; the kernel knows whether any socket is bound to this very file.
+        bound = bound_files()
+        if bound is not None and (now.st_dev, now.st_ino) in bound:
+            reason = "a server is bound to it and starting (not yet listening); kept"
+            return SocketResult(path, SocketState.SKIPPED, False, reason)
         try:
             os.unlink(name, dir_fd=dir_fd)
         except FileNotFoundError:
@@ -300,11 +319,11 @@ def _remove_orphan_lock(dir_fd: int, lock_name: str) -> int:
     """A lock file with no socket beside it: left by a client that died while starting a server
     or by an older sweep. Removed only if we can take it, exactly like tmux's server would."""
     try:
-        lock_fd = _open_lock(dir_fd, lock_name, create=False)
+        lock_fd = open_lock(dir_fd, lock_name, create=False)
     except OSError:
         return 0  # a symlink (ELOOP), gone, or not ours to open: leave it
     try:
-        if not _lock_is_ours(lock_fd):
+        if not lock_is_ours(lock_fd):
             return 0
         try:
             fcntl.flock(lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)

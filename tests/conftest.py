@@ -170,21 +170,39 @@ def tmux_env() -> Iterator[TmuxEnv]:
             shutil.rmtree(root)
 
 
-def _kill_servers_under(root: str) -> None:
-    """Kill tmux servers whose environment points at this test's TMUX_TMPDIR, by pid."""
+def tmux_processes(root: str) -> list[tuple[int, str, list[bytes]]]:
+    """(pid, comm, argv) of tmux processes whose environment has TMUX_TMPDIR=root: the
+    processes of one test's private tmux world, found without trusting their command line."""
+    found = []
+    marker = f"TMUX_TMPDIR={root}".encode()
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
         try:
             with open(f"/proc/{entry}/comm") as fh:
-                if not fh.read().startswith("tmux"):
-                    continue
+                comm = fh.read().strip()
+            if not comm.startswith("tmux"):
+                continue
             with open(f"/proc/{entry}/environ", "rb") as fh:
-                environ = fh.read().split(b"\0")
+                if marker not in fh.read().split(b"\0"):
+                    continue
+            with open(f"/proc/{entry}/cmdline", "rb") as fh:
+                argv = fh.read().split(b"\0")
         except OSError:
             continue
-        if f"TMUX_TMPDIR={root}".encode() in environ:
-            _kill(int(entry))
+        found.append((int(entry), comm, argv))
+    return found
+
+
+def tmux_server_pids(env: TmuxEnv) -> set[int]:
+    """Pids of the tmux processes started in this test's TMUX_TMPDIR."""
+    return {pid for pid, _, _ in tmux_processes(env.root)}
+
+
+def _kill_servers_under(root: str) -> None:
+    """Kill tmux processes whose environment points at this test's TMUX_TMPDIR, by pid."""
+    for pid, _, _ in tmux_processes(root):
+        _kill(pid)
 
 
 def run_cli(

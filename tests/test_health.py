@@ -14,9 +14,16 @@ import time
 from collections.abc import Callable, Iterator
 
 import pytest
-from conftest import CliResult, TmuxEnv, needs_root, needs_tmux, pid_alive, wait_for
+from conftest import (
+    CliResult,
+    TmuxEnv,
+    needs_root,
+    needs_tmux,
+    pid_alive,
+    tmux_server_pids,
+    wait_for,
+)
 from prometheus_client.parser import text_string_to_metric_families
-from test_sweep_real import tmux_server_pids  # the same /proc scan the sweep tests use
 
 pytestmark = needs_tmux
 

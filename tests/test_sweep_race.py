@@ -7,11 +7,10 @@ through its own socket, and each socket must be owned by exactly the server that
 
 from __future__ import annotations
 
-import os
 import subprocess
 import threading
 
-from conftest import TmuxEnv, make_stale_socket, needs_tmux
+from conftest import TmuxEnv, make_stale_socket, needs_tmux, tmux_processes
 
 from forge_tmux import sweep as core
 from forge_tmux.probe import SocketState, probe_path
@@ -75,21 +74,8 @@ def test_sweeps_racing_tmux_new_session(tmux_env: TmuxEnv) -> None:
 
 
 def _servers_for(env: TmuxEnv, names: list[str]) -> int:
-    count = 0
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/cmdline", "rb") as fh:
-                argv = fh.read().split(b"\0")
-            with open(f"/proc/{entry}/environ", "rb") as fh:
-                environ = fh.read().split(b"\0")
-            with open(f"/proc/{entry}/comm") as fh:
-                comm = fh.read().strip()
-        except OSError:
-            continue
-        if comm != "tmux: server" or f"TMUX_TMPDIR={env.root}".encode() not in environ:
-            continue
-        if any(n.encode() in argv for n in names):
-            count += 1
-    return count
+    return sum(
+        1
+        for _, comm, argv in tmux_processes(env.root)
+        if comm == "tmux: server" and any(n.encode() in argv for n in names)
+    )

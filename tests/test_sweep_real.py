@@ -10,7 +10,7 @@ import subprocess
 import sys
 import time
 
-from conftest import TmuxEnv, needs_tmux, pid_alive, wait_for
+from conftest import TmuxEnv, needs_tmux, pid_alive, tmux_server_pids, wait_for
 
 from forge_tmux.probe import SocketState, probe_path
 
@@ -21,25 +21,6 @@ def by_path(report: dict[str, object]) -> dict[str, dict[str, object]]:
     sockets = report["sockets"]
     assert isinstance(sockets, list)
     return {s["path"]: s for s in sockets}
-
-
-def tmux_server_pids(env: TmuxEnv) -> set[int]:
-    """Pids of tmux servers started with this test's TMUX_TMPDIR."""
-    pids = set()
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/comm") as fh:
-                if not fh.read().startswith("tmux"):
-                    continue
-            with open(f"/proc/{entry}/environ", "rb") as fh:
-                if f"TMUX_TMPDIR={env.root}".encode() not in fh.read().split(b"\0"):
-                    continue
-        except OSError:
-            continue
-        pids.add(int(entry))
-    return pids
 
 
 def test_sigkilled_server_socket_removed_live_neighbour_kept(tmux_env: TmuxEnv, cli) -> None:
@@ -261,3 +242,26 @@ def test_full_backlog_is_live_and_costs_no_timeout(tmux_env: TmuxEnv, cli) -> No
         for filler in fillers:
             filler.close()
         listener.close()
+
+
+def test_server_between_bind_and_listen_is_kept(tmux_env: TmuxEnv, cli) -> None:
+    """connect() is refused by a server that has bound its socket but not listened yet, exactly
+    as by a stale file. Without tmux's lock (a client that raced a lock file's removal, SIGUSR1)
+    only the kernel tells them apart, and the sweep must ask it before unlinking."""
+    path = tmux_env.path("starting")
+    binder = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    binder.bind(path)  # bound, not listening: connect() is refused
+    try:
+        result = cli("sweep", "--json")
+        assert result.code == 0, result.err
+        entry = by_path(result.json())[path]
+        assert entry["state"] == "skipped"
+        assert "bound to it and starting" in entry["reason"]
+        assert os.path.exists(path)
+        binder.listen(1)  # the "server" finishes starting and is reachable at its path
+        assert probe_path(path).state is SocketState.LIVE
+    finally:
+        binder.close()
+    # Once nothing is bound to the file, it is an ordinary stale socket.
+    assert cli("sweep").code == 0
+    assert not os.path.lexists(path)

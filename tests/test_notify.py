@@ -15,7 +15,7 @@ from collections.abc import Callable
 
 import pytest
 from conftest import CliResult, TmuxEnv
-from fake_bot_api import TOKEN, FakeBotAPI
+from fake_bot_api import TOKEN, FakeBotAPI, Script
 from telegram_fixtures import (
     CHAT,
     assert_no_token,
@@ -239,3 +239,26 @@ def test_telegram_is_not_imported_when_nothing_is_sent(tmp_path: os.PathLike[str
         "assert 'telegram' not in sys.modules, 'imported'\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_server_error_keeps_the_message_and_a_rejected_one_is_set_aside(
+    tg_env: TmuxEnv, fake: FakeBotAPI, cli: Callable[..., CliResult]
+) -> None:
+    def error(code: int, description: str) -> Script:
+        return Script(code, {"ok": False, "error_code": code, "description": description})
+
+    fake.script("sendMessage", error(500, "Internal Server Error"))
+    first = cli("notify", "one")
+    assert first.code == 1
+    assert len(outbox_files(tg_env)) == 1  # the server said no: kept, resent next time
+    fake.script("sendMessage", error(400, "Bad Request: can't parse entities"))
+    second = cli("notify", "two", "--json")
+    assert second.code == 0, second.err
+    assert second.json()["rejected"] == 1
+    assert fake.messages() == ["two"]  # "one" was rejected for good, "two" went on
+    assert len(outbox_files(tg_env, "rejected")) == 1
+    fake.script("sendMessage", error(400, "Bad Request: chat not found"))
+    third = cli("notify", "three")
+    assert third.code == 1
+    assert "chat 4242 not found" in third.out
+    assert len(outbox_files(tg_env)) == 1

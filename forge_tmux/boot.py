@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from forge_tmux import health, healthstate
 from forge_tmux import sweep as janitor
@@ -22,6 +23,9 @@ from forge_tmux.config import Config
 from forge_tmux.errors import UsageError
 from forge_tmux.notify import TelegramSettings, deliver, headline
 from forge_tmux.paths import display
+
+if TYPE_CHECKING:
+    from forge_tmux.spawn import SpawnResult
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +64,14 @@ def sweep_details(result: janitor.SweepResult) -> list[str]:
     return lines
 
 
+def spawn_text(result: SpawnResult) -> str:
+    """The harness's own message, with the reason when it failed (bot reply, spawn --notify)."""
+    text = result.message
+    if result.error and result.error != result.message:
+        text += f": {result.error}"
+    return text
+
+
 def health_events(cfg: Config, dirs: Sequence[str]) -> tuple[str, list[str]]:
     """The health row and the events new since the last notifying run (told once each)."""
     result = health.collect(dirs, timeout=cfg.health.timeout, parallel=cfg.health.parallel)
@@ -89,11 +101,7 @@ def post_boot_status(cfg: Config) -> list[SessionStatus]:
     from forge_tmux import postboot, spawn, tmux  # noqa: PLC0415 - only with boot sessions
 
     try:
-        planned = postboot.requests(
-            cfg.boot.sessions,
-            ready_timeout=cfg.spawn.ready_timeout,
-            protected=cfg.protected_sockets,
-        )
+        planned = postboot.requests(cfg)
     except UsageError as exc:
         return [SessionStatus("boot.sessions", "boot.sessions", "-", False, str(exc))]
     statuses = []

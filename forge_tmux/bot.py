@@ -305,24 +305,16 @@ class FleetActions:
 
     def spawn(self, name: str, profile: Profile) -> Reply:
         from forge_tmux import spawn as harness  # noqa: PLC0415
+        from forge_tmux.boot import spawn_text  # noqa: PLC0415
 
         try:
-            request = harness.make_request(
-                name,
-                profile.command,
-                wait_for=profile.wait_for,
-                ready_timeout=self.cfg.spawn.ready_timeout,
-                protected=self.cfg.protected_sockets,
+            request = harness.request_for(
+                self.cfg, name, profile.command, wait_for=profile.wait_for
             )
         except UsageError as exc:
             return Reply(False, f"cannot spawn {name}: {exc}")
-        result = harness.spawn(
-            request, protected=self.cfg.protected_sockets, sweep_timeout=self.cfg.sweep.timeout
-        )
-        text = result.message
-        if result.error and result.error != result.message:
-            text += f": {result.error}"
-        return Reply(result.ok, text)
+        result = harness.spawn_for(self.cfg, request)
+        return Reply(result.ok, spawn_text(result))
 
     def health(self) -> Reply:
         from forge_tmux import health  # noqa: PLC0415

@@ -21,7 +21,7 @@ from forge_tmux import health, healthstate
 from forge_tmux import sweep as janitor
 from forge_tmux.config import Config
 from forge_tmux.errors import UsageError
-from forge_tmux.notify import TelegramSettings, deliver, headline
+from forge_tmux.notify import TelegramSettings, headline, report
 from forge_tmux.paths import display
 
 if TYPE_CHECKING:
@@ -170,21 +170,21 @@ class BootReport:
 def boot(cfg: Config, dirs: Sequence[str]) -> BootReport:
     """Sweep, then look; only the sweep can fail the boot hook."""
     swept = janitor.sweep(dirs, timeout=cfg.sweep.timeout, protected=cfg.protected_sockets)
-    report = BootReport(swept)
-    for level, text in janitor.log_events(report.sweep):
+    summary = BootReport(swept)
+    for level, text in janitor.log_events(summary.sweep):
         log.log(level, "%s", text)
     # What follows only looks; a bug in it must not turn a good boot sweep into a failure.
     try:
         if cfg.boot.sessions:
-            report.sessions = post_boot_status(cfg)
+            summary.sessions = post_boot_status(cfg)
     except Exception:
         log.exception("boot: could not check the post-boot sessions")
     try:
-        report.row, report.events = health_events(cfg, dirs)
+        summary.row, summary.events = health_events(cfg, dirs)
     except Exception:
         log.exception("boot: could not check socket health")
-        report.row = "tmux sockets: health check failed (see the journal)"
-    return report
+        summary.row = "tmux sockets: health check failed (see the journal)"
+    return summary
 
 
 def sweep_notice(cfg: Config, dirs: Sequence[str], result: janitor.SweepResult) -> str | None:
@@ -212,7 +212,4 @@ def notify_after_sweep(
     except Exception:  # a health check that breaks must not break the sweep
         log.exception("sweep --notify: could not check health")
         text = None
-    if settings.ready:
-        deliver(settings, text)
-    elif text is not None:
-        log.info("Telegram not configured (missing %s); not notifying", settings.missing())
+    report(settings, text, asked=True)

@@ -455,13 +455,21 @@ def for_job(cfg: TelegramConfig) -> TelegramSettings | None:
     return settings
 
 
-def report(settings: TelegramSettings | None, text: str) -> Delivery | None:
-    """Tell Telegram about a job. Never raises and never decides the job's exit code; None when
-    Telegram is not configured (then nothing is queued either: no one would ever read it)."""
+def report(
+    settings: TelegramSettings | None, text: str | None, *, asked: bool = False
+) -> Delivery | None:
+    """Tell Telegram about a job (None: only deliver the outbox). Never raises and never decides
+    the job's exit code. None when Telegram is not configured; then nothing is queued either (no
+    one would ever read it), and the log says so, as a warning when `--notify` asked for it."""
     if settings is None:
         return None
     if not settings.ready:
-        log.info("Telegram not configured (missing %s); not notifying", settings.missing())
+        if text is not None:
+            log.log(
+                logging.WARNING if asked else logging.INFO,
+                "Telegram not configured (missing %s); not notifying",
+                settings.missing(),
+            )
         return None
     return deliver(settings, text)
 

@@ -1,22 +1,101 @@
 #!/usr/bin/env bash
-# One-command install of forge-tmux for the current user: a virtualenv, the package, the
-# `forge-tmux` command in ~/.local/bin, and a first sweep. Idempotent: run it again to upgrade.
+# One-command install of forge-tmux: a virtualenv, the package, the `forge-tmux` command on PATH,
+# the systemd units (sweep timer, boot hook) enabled, and a first sweep. Idempotent: run it again
+# to upgrade. Where no systemd manager runs, the command is still installed and the first sweep
+# still runs; the script says plainly that the timer could not be enabled, and exits 0.
+#
+#   ./install.sh              for the current user (systemctl --user units)
+#   ./install.sh --system     system units as root, running as $SUDO_USER (or --user NAME)
+#   ./install.sh --uninstall  [--system] removes the units, the command and the virtualenv
+#
+# Environment: FORGE_TMUX_PREFIX (virtualenv parent), FORGE_TMUX_BINDIR (where the command is
+# linked), PYTHON (interpreter for the virtualenv).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
-prefix=${FORGE_TMUX_PREFIX:-${XDG_DATA_HOME:-$HOME/.local/share}/forge-tmux}
-venv=$prefix/venv
-bindir=${FORGE_TMUX_BINDIR:-$HOME/.local/bin}
-python=${PYTHON:-python3}
+
+mode=user
+action=install
+run_as=
+while (($#)); do
+  case $1 in
+    --system) mode=system ;;
+    --uninstall) action=uninstall ;;
+    --user) run_as=${2:?--user needs a name}; shift ;;
+    -h|--help) awk 'NR > 1 && !/^#/ { exit } NR > 1 { sub(/^# ?/, ""); print }' "$0"; exit 0 ;;
+    *) printf 'install.sh: unknown option %s (try --help)\n' "$1" >&2; exit 2 ;;
+  esac
+  shift
+done
 
 say() { printf 'install.sh: %s\n' "$*"; }
+
+if [[ $mode == system ]]; then
+  [[ $(id -u) -eq 0 ]] || { say "--system needs root (sudo ./install.sh --system)" >&2; exit 2; }
+  # Units run as another user: everything they execute must live where that user can read it.
+  prefix=${FORGE_TMUX_PREFIX:-/opt/forge-tmux}
+  bindir=${FORGE_TMUX_BINDIR:-/usr/local/bin}
+  default_python=/usr/bin/python3
+  run_as=${run_as:-${SUDO_USER:-root}}
+  unit_args=(--mode system --user "$run_as")
+else
+  [[ -z $run_as ]] || { say "--user is for --system" >&2; exit 2; }
+  prefix=${FORGE_TMUX_PREFIX:-${XDG_DATA_HOME:-$HOME/.local/share}/forge-tmux}
+  bindir=${FORGE_TMUX_BINDIR:-$HOME/.local/bin}
+  default_python=python3
+  unit_args=(--mode user)
+fi
+venv=$prefix/venv
+exe=$venv/bin/forge-tmux
+python=${PYTHON:-$default_python}
+command -v "$python" >/dev/null || python=python3
+
+if [[ $action == uninstall ]]; then
+  if [[ -x $exe ]]; then
+    "$exe" units uninstall --mode "$mode" || say "units uninstall reported a problem (see above)"
+  fi
+  if [[ -L $bindir/forge-tmux && $(readlink "$bindir/forge-tmux") == "$exe" ]]; then
+    rm -f "$bindir/forge-tmux"
+    say "removed $bindir/forge-tmux"
+    rmdir "$bindir" 2>/dev/null || true  # only when nothing else lives there
+  fi
+  if [[ -d $venv ]]; then
+    rm -rf "$venv"
+    say "removed $venv"
+  fi
+  rmdir "$prefix" 2>/dev/null || true
+  say "uninstalled"
+  exit 0
+fi
 
 [[ -x $venv/bin/python ]] || { say "creating virtualenv $venv"; "$python" -m venv "$venv"; }
 say "installing forge-tmux into $venv"
 "$venv/bin/python" -m pip install -q --disable-pip-version-check --upgrade "$here"
 mkdir -p "$bindir"
-ln -sfn "$venv/bin/forge-tmux" "$bindir/forge-tmux"
+ln -sfn "$exe" "$bindir/forge-tmux"
 say "linked $bindir/forge-tmux"
 case ":$PATH:" in *":$bindir:"*) ;; *) say "note: $bindir is not on PATH; add it to use forge-tmux by name" ;; esac
+[[ $mode == user ]] || chmod -R a+rX "$prefix"
 
-say "first sweep:"
-"$venv/bin/forge-tmux" sweep
+say "installing the systemd units ($mode mode)"
+set +e
+units_out=$("$exe" units install "${unit_args[@]}" --exec "$exe" 2>&1)
+units_rc=$?
+set -e
+printf '%s\n' "$units_out"
+if ((units_rc == 0)); then
+  say "the sweep timer is enabled; the first sweep ran through systemd:"
+  "$exe" units status "${unit_args[@]:0:2}" || true
+  exit 0
+fi
+if grep -q -e 'no running systemd' -e 'systemd is not installed' <<<"$units_out"; then
+  say "the sweep timer could NOT be enabled: systemd is not running here (forge-tmux itself is"
+  say "installed). Until then, run 'forge-tmux sweep' yourself or from cron."
+  say "first sweep:"
+  sweep=("$exe" sweep)
+  # System units sweep the sockets of the user they run as; so does the first sweep.
+  [[ $mode == user || $run_as == root ]] || sweep=(runuser -u "$run_as" -- "${sweep[@]}")
+  "${sweep[@]}" || say "the first sweep reported a problem (see above)"
+  exit 0
+fi
+say "installing the units failed (see above)" >&2
+exit 1

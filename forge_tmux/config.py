@@ -149,6 +149,13 @@ def _str_list(value: Any, name: str) -> tuple[str, ...]:
     return tuple(value)
 
 
+def _dir_list(value: Any, name: str) -> tuple[str, ...]:
+    dirs = _str_list(value, name)
+    if not all(dirs):
+        raise ConfigError(f"'{name}' must not contain an empty path")
+    return tuple(os.path.expanduser(d) for d in dirs)
+
+
 def _argv(value: Any, name: str) -> tuple[str, ...]:
     argv = _str_list(value, name)
     if not argv or not argv[0]:
@@ -251,7 +258,7 @@ def parse(data: dict[str, Any], path: str | None = None) -> Config:
 
     return Config(
         path=path,
-        socket_dirs=top.get("socket_dirs", _str_list, defaults.socket_dirs),
+        socket_dirs=top.get("socket_dirs", _dir_list, defaults.socket_dirs),
         protected_sockets=top.get("protected_sockets", _str_list, defaults.protected_sockets),
         sweep=SweepConfig(
             timeout=sweep.get("timeout", _positive, defaults.sweep.timeout),

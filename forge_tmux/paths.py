@@ -11,14 +11,15 @@ SUN_PATH_MAX = 107  # sockaddr_un.sun_path is 108 bytes including the terminatin
 def tmux_socket_root(environ: dict[str, str] | None = None) -> str:
     """The directory tmux puts `tmux-<uid>/` in, computed the way tmux 3.x does.
 
-    tmux takes `$TMUX_TMPDIR` when it is set, non-empty and resolves (realpath), and otherwise
-    falls back to /tmp without a word; we mirror that so the sweep looks where tmux looks.
+    tmux takes `$TMUX_TMPDIR` when it is set, non-empty and resolves (realpath of something that
+    exists, even a regular file, on which tmux then fails), and otherwise falls back to /tmp
+    without a word; we mirror that so the sweep looks where tmux looks.
     """
     env = os.environ if environ is None else environ
     candidate = env.get("TMUX_TMPDIR", "")
     if candidate:
         resolved = os.path.realpath(candidate)
-        if os.path.isdir(resolved):
+        if os.path.exists(resolved):
             return resolved
     return TMUX_SOCKET_ROOT_DEFAULT
 

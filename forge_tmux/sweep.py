@@ -2,7 +2,8 @@
 
 Safety rules, in the order they are applied:
 - A directory is opened with O_NOFOLLOW and must be a real directory owned by us with no group or
-  other permission bits (tmux's own rule, made stricter); otherwise nothing in it is touched.
+  other permission bits; otherwise nothing in it is touched. (tmux itself only rejects "other"
+  bits; a directory other group members can enter is not one we delete from.)
 - Every entry is judged relative to that directory descriptor, never through a path that a
   symlink could redirect; only sockets owned by the effective uid are candidates.
 - A candidate is removed only under tmux's own lock `<socket>.lock` (taken without blocking: a
@@ -13,8 +14,9 @@ Safety rules, in the order they are applied:
   very file: a server between bind() and listen() is refused like a stale one, and a client that
   raced a lock file's removal (it opened the old lock file, we unlinked it, its flock then
   succeeded on the orphaned inode) starts its server without the lock excluding anyone.
-- Lock files are removed only while we hold them and only when no socket is beside them, as
-  tmux's own server does after it starts; so the sweep leaves no debris behind.
+- Lock files are removed only while we hold them and only when no socket is beside them, and
+  the lock is released only once no tmux client can take it without waiting first
+  (forge_tmux.locks explains why); so the sweep leaves no debris behind.
 """
 
 import fcntl
@@ -25,6 +27,7 @@ from collections.abc import Iterable
 from enum import StrEnum
 from typing import NamedTuple
 
+from forge_tmux.locks import FileKey, HeldLocks, lock_table
 from forge_tmux.paths import display
 from forge_tmux.probe import (
     Budget,
@@ -63,12 +66,14 @@ class SweepResult:
     """What a sweep found and did. A plain class: it is filled in as the sweep goes (and a
     dataclass would cost start-up time on the hot path, see config.py)."""
 
-    __slots__ = ("dirs", "duration_ms", "locks_removed", "sockets")
+    __slots__ = ("dirs", "duration_ms", "lock_waits_timed_out", "locks_removed", "sockets")
 
     def __init__(self) -> None:
         self.dirs: list[DirResult] = []
         self.sockets: list[SocketResult] = []
         self.locks_removed = 0
+        # Processes that still had a retired lock file open, not waiting on it, at --timeout.
+        self.lock_waits_timed_out = 0
         self.duration_ms = 0.0
 
     @property
@@ -151,11 +156,14 @@ def sweep(
     timeout: float = 2.0,
     protected: Iterable[str] = (),
 ) -> SweepResult:
-    """Sweep every directory; `protected` socket names are reported, never removed."""
+    """Sweep every directory; `protected` socket names are reported, never removed.
+
+    `timeout` bounds every wait: the probes of the whole run share one budget, and each release
+    of retired lock files waits at most that long for a tmux client to reach its lock.
+    """
     started = time.perf_counter()
     result = SweepResult()
-    budget = Budget(timeout)
-    protected_names = frozenset(protected)
+    run = _Run(Budget(timeout), timeout, dry_run, frozenset(protected))
     seen: set[str] = set()
     for path in dirs:
         real = os.path.abspath(path)
@@ -167,7 +175,7 @@ def sweep(
             result.dirs.append(dir_result)
             continue
         try:
-            dir_result = _sweep_dir(fd, real, result, budget, dry_run, protected_names)
+            dir_result = _sweep_dir(fd, real, result, run)
         finally:
             os.close(fd)
         result.dirs.append(dir_result)
@@ -175,51 +183,93 @@ def sweep(
     return result
 
 
-def _sweep_dir(
-    dir_fd: int,
-    dir_path: str,
-    result: SweepResult,
-    budget: Budget,
-    dry_run: bool,
-    protected: frozenset[str],
-) -> DirResult:
+class _Run(NamedTuple):
+    budget: Budget
+    timeout: float
+    dry_run: bool
+    protected: frozenset[str]
+
+
+def _sweep_dir(dir_fd: int, dir_path: str, result: SweepResult, run: _Run) -> DirResult:
     try:
         names = sorted(os.listdir(dir_fd))
     except OSError as exc:
         return DirResult(dir_path, DirStatus.REFUSED, f"cannot list: {exc.strerror or exc}")
     present = set(names)
+    lock_files: list[str] = []
+    candidates: list[tuple[str, os.stat_result]] = []
+    held_locks: set[FileKey] | None = None
     for name in names:
-        if name.endswith(LOCK_SUFFIX):
-            continue  # lock files are handled with their socket, or below when orphaned
-        entry = _judge(dir_fd, dir_path, name, budget, dry_run, protected)
-        if entry is not None:
-            result.sockets.append(entry)
-    if not dry_run:
-        for name in names:
-            if name.endswith(LOCK_SUFFIX) and name[: -len(LOCK_SUFFIX)] not in present:
-                result.locks_removed += _remove_orphan_lock(dir_fd, name)
+        if name.endswith(LOCK_SUFFIX) and not _is_socket(dir_fd, name):
+            lock_files.append(name)  # handled with its socket, or below when orphaned
+            continue
+        path = os.path.join(dir_path, name)
+        probe, st = classify(dir_fd, dir_path, name, run.budget)
+        if st is None:
+            continue  # gone between listing and looking: nothing to report
+        if probe.state is not SocketState.STALE:
+            result.sockets.append(SocketResult(path, probe.state, False, probe.reason))
+        elif name in run.protected:
+            result.sockets.append(SocketResult(path, probe.state, False, "protected socket, kept"))
+        elif run.dry_run:
+            if held_locks is None:
+                table = lock_table()
+                held_locks = table[0] if table is not None else set()
+            result.sockets.append(_dry_run_verdict(dir_fd, path, name, probe, held_locks))
+        else:
+            candidates.append((name, st))
+    if run.dry_run:
+        return DirResult(dir_path, DirStatus.SWEPT, "")
+    # In batches so that holding every lock of a batch at once stays within the fd limit.
+    size = _batch_size()
+    for first in range(0, len(candidates), size):
+        held = HeldLocks()
+        try:
+            batch = candidates[first : first + size]
+            result.sockets.extend(_remove_batch(dir_fd, dir_path, batch, held))
+        finally:
+            result.lock_waits_timed_out += held.release(run.timeout)
+    orphans = [n for n in lock_files if n[: -len(LOCK_SUFFIX)] not in present]
+    held = HeldLocks()
+    try:
+        for name in orphans:
+            result.locks_removed += _retire_orphan_lock(dir_fd, name, held)
+    finally:
+        result.lock_waits_timed_out += held.release(run.timeout)
     return DirResult(dir_path, DirStatus.SWEPT, "")
 
 
-def _judge(
-    dir_fd: int,
-    dir_path: str,
-    name: str,
-    budget: Budget,
-    dry_run: bool,
-    protected: frozenset[str],
-) -> SocketResult | None:
-    path = os.path.join(dir_path, name)
-    probe, st = classify(dir_fd, dir_path, name, budget)
-    if st is None:
-        return None  # gone between listing and looking: nothing to report
-    if probe.state is not SocketState.STALE:
-        return SocketResult(path, probe.state, False, probe.reason)
-    if name in protected:
-        return SocketResult(path, SocketState.STALE, False, "protected socket, kept")
-    if dry_run:
-        return SocketResult(path, SocketState.STALE, False, f"would remove: {probe.reason}")
-    return _remove_under_lock(dir_fd, dir_path, name, st)
+def _is_socket(dir_fd: int, name: str) -> bool:
+    try:
+        return stat.S_ISSOCK(os.lstat(name, dir_fd=dir_fd).st_mode)
+    except OSError:
+        return False
+
+
+def _batch_size() -> int:
+    import resource  # noqa: PLC0415 - only when there is something to remove
+
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY:
+        return 1024
+    return max(16, min(1024, (soft - 64) // 2))
+
+
+WOULD_REMOVE = "would remove"
+
+
+def _dry_run_verdict(
+    dir_fd: int, path: str, name: str, probe: Probe, held_locks: set[FileKey]
+) -> SocketResult:
+    """What a real run would most likely do, found without creating or taking any lock."""
+    try:
+        lock = os.lstat(name + LOCK_SUFFIX, dir_fd=dir_fd)
+        if (lock.st_dev, lock.st_ino) in held_locks:
+            reason = "lock held: a tmux client is starting a server; would be kept"
+            return SocketResult(path, SocketState.SKIPPED, False, reason)
+    except OSError:
+        pass
+    return SocketResult(path, SocketState.STALE, False, f"{WOULD_REMOVE}: {probe.reason}")
 
 
 def open_lock(dir_fd: int, lock_name: str, create: bool) -> int:
@@ -245,8 +295,9 @@ def _same_entry(dir_fd: int, name: str, before: os.stat_result) -> os.stat_resul
 
 
 def _unlink_lock_if_alone(dir_fd: int, lock_name: str, lock_fd: int, socket_name: str) -> bool:
-    """Remove the lock file we hold, but only if it is still the file we locked and no socket
-    is beside it (a socket beside it means a server is there, and tmux removes it itself)."""
+    """Unlink the name of the lock file we hold, but only if it is still the file we locked and
+    no socket is beside it (a socket beside it means a server is there; tmux removes it then).
+    The caller keeps holding the lock: see forge_tmux.locks."""
     try:
         os.lstat(socket_name, dir_fd=dir_fd)
         return False
@@ -268,36 +319,86 @@ def _unlink_lock_if_alone(dir_fd: int, lock_name: str, lock_fd: int, socket_name
     return True
 
 
-def _remove_under_lock(dir_fd: int, dir_path: str, name: str, st: os.stat_result) -> SocketResult:
+def _lock_and_recheck(
+    dir_fd: int, dir_path: str, name: str, st: os.stat_result
+) -> tuple[SocketResult | None, int, os.stat_result | None]:
+    """Take the socket's tmux lock without blocking and re-check under it. Returns a verdict
+    (and closes the lock) when the socket must be kept, else (None, lock fd, current stat)."""
     path = os.path.join(dir_path, name)
     lock_name = name + LOCK_SUFFIX
     try:
         lock_fd = open_lock(dir_fd, lock_name, create=True)
     except OSError as exc:
         reason = f"cannot open lock file {lock_name}: {exc.strerror or exc}; kept"
-        return SocketResult(path, SocketState.UNKNOWN, False, reason)
-    try:
-        if not lock_is_ours(lock_fd):
-            return SocketResult(path, SocketState.SKIPPED, False, "lock file is not ours; kept")
+        return SocketResult(path, SocketState.UNKNOWN, False, reason), -1, None
+    verdict: SocketResult | None = None
+    now: os.stat_result | None = None
+    if not lock_is_ours(lock_fd):
+        verdict = SocketResult(path, SocketState.SKIPPED, False, "lock file is not ours; kept")
+    else:
         try:
             fcntl.flock(lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             reason = "lock held: a tmux client is starting a server; kept"
-            return SocketResult(path, SocketState.SKIPPED, False, reason)
+            verdict = SocketResult(path, SocketState.SKIPPED, False, reason)
+    if verdict is None:
         # Under the lock no tmux client can start a server on this path: re-check everything.
         now = _same_entry(dir_fd, name, st)
         if now is None or not stat.S_ISSOCK(now.st_mode) or now.st_uid != os.geteuid():
-            return SocketResult(path, SocketState.UNKNOWN, False, "changed while locking; kept")
-        target = connect_path(dir_fd, dir_path, name)
-        again: Probe = (
-            probe_connect(target) if target else Probe(SocketState.UNKNOWN, "path too long")
-        )
-        if again.state is not SocketState.STALE:
-            return SocketResult(path, again.state, False, f"re-check under lock: {again.reason}")
-        # Refused is also what a server says between its bind() and its listen(). The lock keeps
-        # tmux clients out, but not one that raced a lock file's removal, nor a server re-binding
-        # on SIGUSR1; the kernel knows whether any socket is bound to this very file.
-        bound = bound_files()
+            verdict = SocketResult(path, SocketState.UNKNOWN, False, "changed while locking; kept")
+        else:
+            target = connect_path(dir_fd, dir_path, name)
+            again: Probe = (
+                probe_connect(target) if target else Probe(SocketState.UNKNOWN, "path too long")
+            )
+            if again.state is not SocketState.STALE:
+                reason = f"re-check under lock: {again.reason}"
+                verdict = SocketResult(path, again.state, False, reason)
+    if verdict is not None:
+        os.close(lock_fd)
+        return verdict, -1, None
+    return None, lock_fd, now
+
+
+def _remove_batch(
+    dir_fd: int, dir_path: str, batch: list[tuple[str, os.stat_result]], held: HeldLocks
+) -> list[SocketResult]:
+    """Lock and re-check every candidate of the batch, ask the kernel once which files are
+    bound, then unlink. Retired lock files go to `held`, released by the caller."""
+    results: list[SocketResult] = []
+    locked: list[tuple[str, os.stat_result, int]] = []
+    try:
+        for name, st in batch:
+            verdict, lock_fd, now = _lock_and_recheck(dir_fd, dir_path, name, st)
+            if verdict is not None:
+                results.append(verdict)
+            elif now is not None:
+                locked.append((name, now, lock_fd))
+        # Refused is also what a server says between its bind() and its listen(). The lock
+        # keeps tmux clients out, not a server re-binding on SIGUSR1; the kernel knows whether
+        # any socket is bound to these very files.
+        bound = bound_files() if locked else None
+        while locked:
+            name, now, lock_fd = locked.pop()
+            results.append(_unlink_locked(dir_fd, dir_path, name, now, lock_fd, bound, held))
+    finally:
+        for _, _, lock_fd in locked:
+            os.close(lock_fd)
+    return results
+
+
+def _unlink_locked(
+    dir_fd: int,
+    dir_path: str,
+    name: str,
+    now: os.stat_result,
+    lock_fd: int,
+    bound: frozenset[FileKey] | None,
+    held: HeldLocks,
+) -> SocketResult:
+    path = os.path.join(dir_path, name)
+    retired = False
+    try:
         if bound is not None and (now.st_dev, now.st_ino) in bound:
             reason = "a server is bound to it and starting (not yet listening); kept"
             return SocketResult(path, SocketState.SKIPPED, False, reason)
@@ -308,20 +409,25 @@ def _remove_under_lock(dir_fd: int, dir_path: str, name: str, st: os.stat_result
         except OSError as exc:
             reason = f"could not remove: {exc.strerror or exc}"
             return SocketResult(path, SocketState.STALE, False, reason, failed=True)
-        _unlink_lock_if_alone(dir_fd, lock_name, lock_fd, name)
+        retired = _unlink_lock_if_alone(dir_fd, name + LOCK_SUFFIX, lock_fd, name)
         reason = "removed: no server listening (connection refused, re-checked under lock)"
         return SocketResult(path, SocketState.STALE, True, reason)
     finally:
-        os.close(lock_fd)  # releases the flock
+        if retired:
+            held.add(lock_fd)
+        else:
+            os.close(lock_fd)
 
 
-def _remove_orphan_lock(dir_fd: int, lock_name: str) -> int:
+def _retire_orphan_lock(dir_fd: int, lock_name: str, held: HeldLocks) -> int:
     """A lock file with no socket beside it: left by a client that died while starting a server
-    or by an older sweep. Removed only if we can take it, exactly like tmux's server would."""
+    or by a re-check that kept its socket. Retired only if we can take it, as tmux's server
+    would, and released through `held`."""
     try:
         lock_fd = open_lock(dir_fd, lock_name, create=False)
     except OSError:
         return 0  # a symlink (ELOOP), gone, or not ours to open: leave it
+    retired = False
     try:
         if not lock_is_ours(lock_fd):
             return 0
@@ -329,11 +435,14 @@ def _remove_orphan_lock(dir_fd: int, lock_name: str) -> int:
             fcntl.flock(lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             return 0
-        return int(
-            _unlink_lock_if_alone(dir_fd, lock_name, lock_fd, lock_name[: -len(LOCK_SUFFIX)])
-        )
+        socket_name = lock_name[: -len(LOCK_SUFFIX)]
+        retired = _unlink_lock_if_alone(dir_fd, lock_name, lock_fd, socket_name)
+        return int(retired)
     finally:
-        os.close(lock_fd)
+        if retired:
+            held.add(lock_fd)
+        else:
+            os.close(lock_fd)
 
 
 def render_human(result: SweepResult, *, dry_run: bool = False) -> str:
@@ -346,7 +455,8 @@ def render_human(result: SweepResult, *, dry_run: bool = False) -> str:
         if s.state is not SocketState.LIVE:
             lines.append(f"{s.state.value:8} {display(s.path)}: {s.reason}")
     counts = result.summary()
-    acted = f"{counts['stale']} would be removed" if dry_run else f"{counts['removed']} removed"
+    would = sum(1 for s in result.sockets if s.reason.startswith(WOULD_REMOVE))
+    acted = f"{would} would be removed" if dry_run else f"{counts['removed']} removed"
     lines.append(
         f"sweep: {counts['live']} live, {counts['stale']} stale, {acted}, "
         f"{counts['unknown']} unknown, {counts['skipped']} skipped"
@@ -371,4 +481,12 @@ def log_events(result: SweepResult) -> list[tuple[int, str]]:
             events.append((NOTICE, f"removed stale tmux socket {display(s.path)}: {s.reason}"))
         elif s.failed:
             events.append((WARNING, f"{display(s.path)}: {s.reason}"))
+    if result.lock_waits_timed_out:
+        events.append(
+            (
+                WARNING,
+                f"released {result.lock_waits_timed_out} retired lock file(s) while another "
+                "process still held them open without waiting (see --timeout)",
+            )
+        )
     return events

@@ -25,6 +25,7 @@ def one_line_error(result) -> str:
         (["sweep", "--timeout", "-1"], "--timeout must be a positive number"),
         (["sweep", "--timeout", "nan"], "--timeout must be a positive number"),
         (["sweep", "--bogus"], "--bogus"),
+        (["sweep", "--dir", ""], "--dir must not be empty"),
         (["no-such-command"], "no-such-command"),
     ],
 )

@@ -43,6 +43,11 @@ def test_full_document() -> None:
     assert cfg.health.parallel == 8
 
 
+def test_socket_dirs_expand_the_home_directory(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HOME", "/home/op")
+    assert parse({"socket_dirs": ["~/tmux", "/srv/t"]}).socket_dirs == ("/home/op/tmux", "/srv/t")
+
+
 @pytest.mark.parametrize(
     ("doc", "message"),
     [
@@ -60,6 +65,7 @@ def test_full_document() -> None:
         ({"spawn": {"profiles": {"p": {"command": "bash -l"}}}}, "'spawn.profiles.p.command'"),
         ({"spawn": {"profiles": {"p": {}}}}, "'spawn.profiles.p.command' is required"),
         ({"telegram": {"chat_id": ""}}, "'telegram.chat_id' must not be empty"),
+        ({"socket_dirs": [""]}, "'socket_dirs' must not contain an empty path"),
     ],
 )
 def test_errors_name_the_key(doc: dict[str, object], message: str) -> None:

@@ -100,6 +100,10 @@ def test_socket_dir_honours_tmux_tmpdir_like_tmux() -> None:
         # ... and silently falls back to /tmp when it does not exist or is empty.
         assert paths.tmux_socket_dir(1000, {"TMUX_TMPDIR": "/nope"}) == "/tmp/tmux-1000"
         assert paths.tmux_socket_dir(1000, {"TMUX_TMPDIR": ""}) == "/tmp/tmux-1000"
+        # A regular file resolves, so tmux takes it (and then fails); so do we, and the sweep
+        # then finds /srv/afile/tmux-1000 missing instead of sweeping /tmp behind tmux's back.
+        patcher.fs.create_file("/srv/afile")
+        assert paths.tmux_socket_dir(1000, {"TMUX_TMPDIR": "/srv/afile"}) == "/srv/afile/tmux-1000"
         assert paths.tmux_socket_dir(1000, {}) == "/tmp/tmux-1000"
 
 

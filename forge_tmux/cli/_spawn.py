@@ -1,1 +1,130 @@
 """`forge-tmux spawn, post-boot, audit` (registered on the shared app when imported)."""
+
+from __future__ import annotations
+
+import sys
+from typing import Annotated
+
+import typer
+
+from forge_tmux.cli.common import JsonOpt, app, emit_json, finish, positive, start_logging, state
+
+
+@app.command()
+def spawn(
+    ctx: typer.Context,
+    name: Annotated[
+        str,
+        typer.Argument(
+            metavar="NAME",
+            help="Session name. Letters, digits, - and _ are kept; anything else becomes - "
+            "and a short hash of NAME is appended.",
+        ),
+    ],
+    command: Annotated[
+        list[str] | None,
+        typer.Argument(
+            metavar="[-- COMMAND [ARG...]]",
+            help="Run as an argument vector, never through a shell (default: your shell).",
+        ),
+    ] = None,
+    socket_name: Annotated[
+        str | None,
+        typer.Option("--socket-name", metavar="LABEL", help="Socket label (default spawn-NAME)."),
+    ] = None,
+    wait_for: Annotated[
+        str | None,
+        typer.Option("--wait-for", metavar="REGEX", help="Wait until the pane shows a match."),
+    ] = None,
+    ready_timeout: Annotated[
+        float | None,
+        typer.Option(
+            "--ready-timeout",
+            metavar="SECONDS",
+            help="How long to wait for --wait-for (default spawn.ready_timeout, 30).",
+        ),
+    ] = None,
+    # `--notify/--no-notify` belongs here: the Telegram integration adds the option and hands
+    # `result` (a SpawnResult) to its notifier just before the output below.
+    json_out: JsonOpt = False,
+) -> None:
+    """Start a detached tmux session NAME on its own socket (-L spawn-NAME), verified.
+
+    Exit 0 when the session runs (and showed --wait-for), 1 when it could not be started, is
+    already running, or never became ready (it is then left running), 2 on bad input.
+    """
+    from forge_tmux import spawn as core  # noqa: PLC0415 - keep --help fast
+
+    start_logging(ctx)
+    cfg = state(ctx).config
+    request = core.request_for(
+        cfg,
+        name,
+        command or (),
+        socket_name=socket_name,
+        wait_for=wait_for,
+        ready_timeout=None if ready_timeout is None else positive(ready_timeout, "--ready-timeout"),
+    )
+    result = core.spawn_for(cfg, request)
+    if json_out:
+        emit_json(result.to_json())
+    elif result.ok:
+        print(result.message)
+    elif result.outcome is core.Outcome.ALREADY_RUNNING:
+        sys.stderr.write(f"forge-tmux: {result.error}\n")
+    else:
+        sys.stderr.write(f"forge-tmux: {result.message}: {result.error}\n")
+    finish(0 if result.ok else 1)
+
+
+@app.command("post-boot")
+def post_boot(ctx: typer.Context, json_out: JsonOpt = False) -> None:
+    """Start every [[boot.sessions]] entry of the config, each on its own socket.
+
+    A session already running is reported, not an error. Exit 0 when all run, 1 when any could
+    not be started, 2 on a bad entry (checked before any is started).
+    """
+    from forge_tmux import postboot as core  # noqa: PLC0415
+
+    start_logging(ctx)
+    result = core.post_boot(state(ctx).config)
+    if json_out:
+        emit_json(result.to_json())
+    else:
+        for session in result.sessions:
+            line = session.message if session.error is None else session.error
+            print(f"{session.outcome.value:16} {line}")
+        print(result.summary())
+    finish(0 if result.ok else 1)
+
+
+@app.command()
+def audit(
+    ctx: typer.Context,
+    paths: Annotated[
+        list[str], typer.Argument(metavar="PATH...", help="Files or directories (recursive).")
+    ],
+    json_out: JsonOpt = False,
+) -> None:
+    """Find tmux calls that use the shared default socket (no -L/-S) in shell scripts, Python
+    files and unit files; print `file:line: text` for each.
+
+    Exit 0 when none is found, 1 when some are (or a file could not be read), 2 for a missing path.
+    """
+    from forge_tmux import audit as core  # noqa: PLC0415
+
+    start_logging(ctx)
+    result = core.audit(paths)
+    if json_out:
+        emit_json(result.to_json())
+    else:
+        for finding in result.findings:
+            print(finding.render())
+        for problem in result.unreadable:
+            sys.stderr.write(f"forge-tmux: cannot read {problem}\n")
+        found = len(result.findings)
+        sys.stderr.write(
+            f"audit: {found} default-socket tmux call{'s' if found != 1 else ''} "
+            f"in {result.files_scanned} file(s)\n"
+        )
+    finish(0 if result.ok else 1)

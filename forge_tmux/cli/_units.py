@@ -1,1 +1,143 @@
 """`forge-tmux units render|install|uninstall|status` and `forge-tmux doctor`."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from forge_tmux import doctor as doctor_core
+from forge_tmux import systemd_units as core
+from forge_tmux.cli.common import JsonOpt, app, emit_json, finish, start_logging, state
+from forge_tmux.systemd_units import Mode
+
+units_app = typer.Typer(
+    name="units",
+    help="The systemd units: render, install, uninstall, status.",
+    no_args_is_help=True,
+    add_completion=False,
+    rich_markup_mode=None,
+)
+app.add_typer(units_app)
+
+ModeOpt = Annotated[
+    Mode, typer.Option("--mode", help="user: systemctl --user units; system: system units.")
+]
+PostBootOpt = Annotated[
+    bool,
+    typer.Option(
+        "--with-post-boot",
+        help="Also forge-post-boot-sessions.service (runs `forge-tmux post-boot`); "
+        "install never overwrites one you already have.",
+    ),
+]
+ExecOpt = Annotated[
+    str | None,
+    typer.Option("--exec", help="Absolute path of forge-tmux for ExecStart= (default: this one)."),
+]
+UserOpt = Annotated[
+    str | None,
+    typer.Option("--user", help="System mode: who the units run as (default: $SUDO_USER or you)."),
+]
+
+
+@units_app.command()
+def render(
+    ctx: typer.Context,
+    out: Annotated[str, typer.Option("--out", help="Directory to write the files into.")],
+    mode: ModeOpt = Mode.USER,
+    with_post_boot: PostBootOpt = False,
+    exec_path: ExecOpt = None,
+    user: UserOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Write the rendered unit files (and the tmpfiles.d snippet) into --out."""
+    opts = core.options(
+        state(ctx).config, mode, exec_path=exec_path, user=user, with_post_boot=with_post_boot
+    )
+    paths = core.write_files(core.render(opts), out)
+    if json_out:
+        emit_json({"mode": mode.value, "out": out, "files": list(paths)})
+    else:
+        print("\n".join(paths))
+    finish(0)
+
+
+@units_app.command()
+def install(
+    ctx: typer.Context,
+    mode: ModeOpt = Mode.USER,
+    with_post_boot: PostBootOpt = False,
+    with_bot: Annotated[
+        bool, typer.Option("--with-bot", help="Also install, enable and start the Telegram bot.")
+    ] = False,
+    exec_path: ExecOpt = None,
+    user: UserOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Install the units, enable them, start the timer and run the first sweep.
+
+    Exit 0 when all of that worked, 1 when systemd is not running or a step failed.
+    """
+    start_logging(ctx)
+    opts = core.options(
+        state(ctx).config,
+        mode,
+        exec_path=exec_path,
+        user=user,
+        with_bot=with_bot,
+        with_post_boot=with_post_boot,
+    )
+    _report(core.install(opts), json_out)
+
+
+@units_app.command()
+def uninstall(ctx: typer.Context, mode: ModeOpt = Mode.USER, json_out: JsonOpt = False) -> None:
+    """Disable and remove exactly what `units install` installed, and nothing else."""
+    start_logging(ctx)
+    _report(core.uninstall(mode), json_out)
+
+
+@units_app.command()
+def status(ctx: typer.Context, mode: ModeOpt = Mode.USER, json_out: JsonOpt = False) -> None:
+    """Which units are installed, enabled and active; the timer's next run; the last sweep.
+
+    Exit 0 when the units are installed, enabled and the last sweep succeeded, else 1.
+    """
+    result = core.status(mode)
+    if json_out:
+        emit_json(result.to_json())
+    else:
+        print(core.render_status(result))
+    finish(0 if result.ok else 1)
+
+
+def _report(outcome: core.Outcome, json_out: bool) -> None:
+    if json_out:
+        emit_json(outcome.to_json())
+    else:
+        print(core.render_outcome(outcome))
+    finish(0 if outcome.ok else 1)
+
+
+@app.command()
+def doctor(
+    ctx: typer.Context,
+    mode: Annotated[
+        Mode | None,
+        typer.Option(
+            "--mode", help="Which units to check (default: the installed ones, else user)."
+        ),
+    ] = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Check the installation, one line per check (ok/warn/FAIL); changes nothing.
+
+    Exit 0 when no check failed (warnings allowed), 1 when any failed.
+    """
+    report = doctor_core.run(state(ctx).config_path, mode)
+    if json_out:
+        emit_json(report.to_json())
+    else:
+        print(doctor_core.render(report))
+    finish(0 if report.ok else 1)

@@ -70,6 +70,8 @@ def start_logging(ctx: typer.Context) -> None:
 def socket_dirs(cfg: Config, given: list[str] | None) -> list[str]:
     """`--dir` replaces the defaults; the defaults are tmux's own directory plus the config's."""
     if given:
+        if any(not d for d in given):
+            raise UsageError("--dir must not be empty")
         return list(given)
     return [tmux_socket_dir(), *cfg.socket_dirs]
 

@@ -1,0 +1,190 @@
+"""`forge-tmux doctor`: is this installation healthy? One check per line; changes nothing."""
+
+from __future__ import annotations
+
+import os
+import stat
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+from forge_tmux import systemd_units, tmux
+from forge_tmux.config import Config, load
+from forge_tmux.errors import ConfigError
+from forge_tmux.paths import tmux_socket_dir
+from forge_tmux.sweep import DirStatus, open_socket_dir
+from forge_tmux.systemd_units import Mode
+
+
+class Level(StrEnum):
+    OK = "ok"
+    WARN = "warn"
+    FAIL = "FAIL"
+
+
+@dataclass(frozen=True, slots=True)
+class Check:
+    name: str
+    level: Level
+    detail: str
+
+    def to_json(self) -> dict[str, str]:
+        return {"name": self.name, "level": self.level.value.lower(), "detail": self.detail}
+
+
+@dataclass(frozen=True, slots=True)
+class Report:
+    mode: Mode
+    checks: tuple[Check, ...]
+
+    @property
+    def ok(self) -> bool:
+        return all(c.level is not Level.FAIL for c in self.checks)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "ok": self.ok,
+            "mode": self.mode.value,
+            "checks": [c.to_json() for c in self.checks],
+        }
+
+
+def render(report: Report) -> str:
+    return "\n".join(f"{c.level.value:<4} {c.name}: {c.detail}" for c in report.checks)
+
+
+def run(config_path: str | None, mode: Mode | None = None) -> Report:
+    checks: list[Check] = [check_tmux()]
+    try:
+        cfg = load(config_path)
+        checks.append(Check("config", Level.OK, cfg.path or "defaults (no config file)"))
+    except ConfigError as exc:
+        cfg = Config()
+        checks.append(Check("config", Level.FAIL, str(exc)))
+    checks += [check_socket_dir(d) for d in (tmux_socket_dir(), *cfg.socket_dirs)]
+    mode = mode or _installed_mode()
+    checks += check_units(systemd_units.status(mode))
+    checks.append(check_telegram(cfg))
+    return Report(mode, tuple(checks))
+
+
+def _installed_mode() -> Mode:
+    if os.path.exists(systemd_units.manifest_path(Mode.USER)):
+        return Mode.USER
+    if os.path.exists(systemd_units.manifest_path(Mode.SYSTEM)):
+        return Mode.SYSTEM
+    return Mode.USER
+
+
+def check_tmux() -> Check:
+    try:
+        # -V never contacts a server; the socket name only satisfies the door's rule.
+        result = tmux.run(["-V"], socket_name="forge-tmux-doctor", timeout=5)
+    except tmux.TmuxNotFound as exc:
+        return Check("tmux", Level.FAIL, str(exc))
+    if result.returncode != 0:
+        return Check("tmux", Level.FAIL, f"tmux -V failed: {result.stderr.strip()}")
+    return Check("tmux", Level.OK, result.stdout.strip())
+
+
+def check_socket_dir(path: str) -> Check:
+    fd, found = open_socket_dir(path)
+    name = f"socket dir {path}"
+    if fd is None:
+        if found.status is DirStatus.MISSING:
+            return Check(name, Level.OK, "not created yet (tmux creates it with mode 0700)")
+        return Check(name, Level.FAIL, f"unsafe, the sweep refuses it: {found.reason}")
+    os.close(fd)
+    return Check(name, Level.OK, "owned by you, mode 0700")
+
+
+def check_units(status: systemd_units.Status) -> list[Check]:
+    if status.manager is None:
+        return [
+            Check(
+                "units",
+                Level.WARN,
+                f"no running systemd {status.mode.value} manager: units not checked "
+                "(the sweep timer cannot run here)",
+            )
+        ]
+    core = [u for u in status.units if u.name != systemd_units.BOT_SERVICE]
+    core = [u for u in core if u.name != systemd_units.POST_BOOT_SERVICE or u.installed]
+    checks = []
+    for unit in core:
+        if not unit.installed:
+            level, detail = (
+                Level.FAIL,
+                f"not installed (run: forge-tmux units install --mode {status.mode.value})",
+            )
+        elif unit.enabled != "enabled":
+            level, detail = Level.FAIL, f"installed but {unit.enabled}"
+        else:
+            level, detail = Level.OK, f"installed, enabled, {unit.active}"
+        checks.append(Check(unit.name, level, detail))
+    timer = next(u for u in status.units if u.name == systemd_units.SWEEP_TIMER)
+    if timer.active == "active":
+        checks.append(Check("timer next run", Level.OK, status.timer_next or "scheduled"))
+    else:
+        checks.append(Check("timer next run", Level.FAIL, f"timer is {timer.active}: no next run"))
+    if status.lingering is not None:
+        if status.lingering:
+            checks.append(Check("lingering", Level.OK, "on: user units start at boot"))
+        else:
+            checks.append(
+                Check(
+                    "lingering",
+                    Level.WARN,
+                    "off: units start at first login; to start them at boot run: "
+                    "sudo loginctl enable-linger $USER",
+                )
+            )
+    checks.append(check_last_sweep(status.last_sweep))
+    return checks
+
+
+def check_last_sweep(props: dict[str, str]) -> Check:
+    result = props.get("Result", "")
+    code = props.get("ExecMainStatus", "")
+    when = props.get("ExecMainExitTimestamp", "")
+    if not when:
+        return Check("last sweep", Level.WARN, "has not run yet")
+    if result == "success" and code == "0":
+        return Check("last sweep", Level.OK, f"succeeded at {when}")
+    return Check("last sweep", Level.FAIL, f"{result}, exit status {code}, at {when}")
+
+
+def check_telegram(cfg: Config, environ: dict[str, str] | None = None) -> Check:
+    env = os.environ if environ is None else environ
+    chat = env.get("FORGE_TMUX_TELEGRAM_CHAT_ID") or cfg.telegram.chat_id
+    credential_origin = ""
+    if env.get("FORGE_TMUX_TELEGRAM_TOKEN"):
+        credential_origin = "FORGE_TMUX_TELEGRAM_TOKEN"
+    elif cfg.telegram.token_file:
+        problem = _token_file_problem(cfg.telegram.token_file)
+        if problem:
+            return Check("telegram", Level.FAIL, problem)
+        credential_origin = cfg.telegram.token_file
+    elif env.get("CREDENTIALS_DIRECTORY") and os.path.exists(
+        os.path.join(env["CREDENTIALS_DIRECTORY"], "telegram-token")
+    ):
+        credential_origin = "systemd credential telegram-token"
+    if not credential_origin and not chat:
+        return Check("telegram", Level.OK, "not configured (no notifications)")
+    if not credential_origin or not chat:
+        missing = "a token" if not credential_origin else "a chat id"
+        return Check("telegram", Level.WARN, f"half configured: {missing} is missing")
+    return Check("telegram", Level.OK, f"configured (token from {credential_origin}, chat {chat})")
+
+
+def _token_file_problem(path: str) -> str:
+    try:
+        st = os.stat(path)
+    except OSError as exc:
+        return f"telegram.token_file {path}: {exc.strerror or exc}"
+    if st.st_mode & 0o077:
+        mode = stat.S_IMODE(st.st_mode)
+        return f"telegram.token_file {path} is readable by group/other (mode {mode:04o})"
+    if not os.access(path, os.R_OK):
+        return f"telegram.token_file {path} is not readable by you"
+    return ""

@@ -1,0 +1,206 @@
+"""Removing lock files without letting a tmux client lock a ghost (see forge_tmux/locks.py).
+
+A tmux client opens `<socket>.lock`, then flocks it. If a sweep unlinked the lock file and released
+it in that gap, the client's flock would succeed on an inode nobody else can reach, and two servers
+could start on one path. The sweep must keep holding a retired lock until every process that still
+has it open is waiting on it, so that the client wakes up, closes it and starts over by path.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+from conftest import TmuxEnv, make_stale_socket, needs_tmux, tmux_processes, wait_for
+
+# The client half of tmux 3.3a's client_get_lock(), paused between open() and flock() until it
+# reads a line on stdin. It reports whether the lock it ends up with is real or a ghost.
+MODEL_CLIENT = r"""
+import fcntl, os, sys
+path = sys.argv[1]
+fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o600)
+print("opened", flush=True)
+sys.stdin.readline()
+try:
+    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+except BlockingIOError:
+    fcntl.flock(fd, fcntl.LOCK_EX)   # tmux waits, then closes and starts over by path
+    print("waited", flush=True)
+    sys.exit(0)
+try:
+    same = os.stat(path).st_ino == os.fstat(fd).st_ino
+except FileNotFoundError:
+    same = False
+print("locked" if same else "ghost", flush=True)
+"""
+
+
+def start_model_client(lock_path: str) -> subprocess.Popen[str]:
+    client = subprocess.Popen(
+        [sys.executable, "-c", MODEL_CLIENT, lock_path],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert client.stdout is not None
+    assert client.stdout.readline().strip() == "opened"
+    return client
+
+
+def start_sweep(env: TmuxEnv, *args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "forge_tmux", "sweep", *args],
+        env=env.env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd="/",
+    )
+
+
+def test_client_between_open_and_flock_never_locks_a_ghost(tmux_env: TmuxEnv) -> None:
+    sock = tmux_env.path("s")
+    make_stale_socket(sock)
+    client = start_model_client(sock + ".lock")
+    sweeper = start_sweep(tmux_env, "--timeout", "10")
+    try:
+        # The sweep removes the socket and the lock file's name, then holds the lock ...
+        wait_for(lambda: not os.path.lexists(sock) and not os.path.lexists(sock + ".lock"))
+        time.sleep(0.2)
+        assert sweeper.poll() is None, "released the lock while a client still had it open"
+        # ... until the client, resuming, finds it held and waits on it.
+        assert client.stdin is not None and client.stdout is not None
+        client.stdin.write("go\n")
+        client.stdin.flush()
+        assert client.stdout.readline().strip() == "waited"
+        _, err = sweeper.communicate(timeout=10)
+    finally:
+        client.kill()
+        sweeper.kill()
+    assert sweeper.returncode == 0, err
+    assert "released" not in err  # no timeout was needed
+    assert os.listdir(tmux_env.sockdir) == []
+
+
+def test_a_client_that_never_locks_costs_one_timeout(tmux_env: TmuxEnv) -> None:
+    sock = tmux_env.path("s")
+    make_stale_socket(sock)
+    client = start_model_client(sock + ".lock")
+    try:
+        started = time.monotonic()
+        sweeper = start_sweep(tmux_env, "--timeout", "1")
+        _, err = sweeper.communicate(timeout=20)
+        elapsed = time.monotonic() - started
+    finally:
+        client.kill()
+    assert sweeper.returncode == 0
+    assert 1.0 <= elapsed < 6
+    assert "released 1 retired lock file(s) while another process still held them open" in err
+    assert not os.path.lexists(sock)
+
+
+def test_dry_run_reports_a_held_lock_without_taking_it(tmux_env: TmuxEnv, cli) -> None:
+    sock = tmux_env.path("s")
+    make_stale_socket(sock)
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import fcntl, os, sys, time\n"
+            "fd = os.open(sys.argv[1], os.O_WRONLY | os.O_CREAT, 0o600)\n"
+            "fcntl.flock(fd, fcntl.LOCK_EX)\n"
+            "print('locked', flush=True)\n"
+            "time.sleep(60)\n",
+            sock + ".lock",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout is not None
+        assert holder.stdout.readline().strip() == "locked"
+        before = sorted(os.listdir(tmux_env.sockdir))
+        result = cli("sweep", "--dry-run", "--json")
+        assert result.code == 0
+        (entry,) = result.json()["sockets"]
+        assert entry["state"] == "skipped"
+        assert entry["reason"].startswith("lock held")
+        assert sorted(os.listdir(tmux_env.sockdir)) == before
+        assert "0 would be removed" in cli("sweep", "--dry-run").out
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+def test_socket_named_like_a_lock_file_is_judged(tmux_env: TmuxEnv, cli) -> None:
+    """`tmux -L foo.lock` makes a socket called foo.lock: it is a socket, not a lock file."""
+    stale = tmux_env.fake_stale("foo.lock")
+    result = cli("sweep", "--json")
+    assert result.code == 0
+    assert [s["path"] for s in result.json()["sockets"] if s["removed"]] == [stale]
+
+
+STRACE = shutil.which("strace")
+
+
+@needs_tmux
+@pytest.mark.skipif(STRACE is None, reason="strace is not installed")
+def test_real_tmux_paused_between_open_and_flock(tmux_env: TmuxEnv) -> None:
+    """The same race with real tmux clients: strace delays client X's flock() and unlink() so a
+    sweep runs inside X's open-to-flock gap, and client Y starts meanwhile. Every session must
+    end up on the one server that owns the socket."""
+    assert STRACE is not None
+    sock = tmux_env.path("s")
+    make_stale_socket(sock)
+    tmux = shutil.which("tmux")
+    assert tmux is not None
+    x = subprocess.Popen(
+        [
+            STRACE,
+            "-f",
+            "-o",
+            "/dev/null",
+            "-e",
+            "trace=flock,unlink",
+            "-e",
+            "inject=flock:delay_enter=800000",
+            "-e",
+            "inject=unlink:delay_enter=1500000",
+            tmux,
+            "-f",
+            "/dev/null",
+            "-L",
+            "s",
+            "new-session",
+            "-d",
+            "-s",
+            "X",
+            "sleep 1000",
+        ],
+        env=tmux_env.env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        time.sleep(0.3)  # X has opened the lock file and sits in its delayed flock()
+        sweeper = start_sweep(tmux_env, "--timeout", "10")
+        time.sleep(0.7)
+        y = tmux_env.tmux("-L", "s", "new-session", "-d", "-s", "Y", "sleep 1000", timeout=30)
+        assert sweeper.wait(timeout=30) == 0
+        wait_for(lambda: tmux_env.tmux("-L", "s", "has-session", "-t", "=X").returncode == 0, 20)
+        time.sleep(1)  # let X's server finish whatever it was doing
+        sessions = tmux_env.tmux("-L", "s", "list-sessions", "-F", "#{session_name}")
+        servers = [pid for pid, comm, _ in tmux_processes(tmux_env.root) if comm == "tmux: server"]
+        assert y.returncode == 0, y.stderr
+        assert sorted(sessions.stdout.split()) == ["X", "Y"], (sessions, servers)
+        assert len(servers) == 1, servers
+    finally:
+        for pid, _, _ in tmux_processes(tmux_env.root):
+            os.kill(pid, signal.SIGKILL)
+        x.kill()
+        x.wait()

@@ -129,6 +129,8 @@ def test_long_message_is_trimmed_on_the_wire(
 def test_unreachable_then_delivered_in_order_exactly_once(
     tg_env: TmuxEnv, fake: FakeBotAPI, cli: Callable[..., CliResult]
 ) -> None:
+    # A short budget cuts the refused-connection back-off (0.5 + 1 + 2 s by default) short.
+    write_config(tg_env, "[telegram]\ntimeout = 1\n")
     down = unreachable(tg_env)
     started = time.monotonic()
     first = cli("notify", "first", env=down)

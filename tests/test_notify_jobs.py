@@ -117,6 +117,8 @@ def test_sweep_notify_policy_never_and_always(
 def test_sweep_notify_flushes_the_outbox(
     tg_env: TmuxEnv, fake: FakeBotAPI, cli: Callable[..., CliResult]
 ) -> None:
+    # A short budget cuts the refused-connection back-off (0.5 + 1 + 2 s by default) short.
+    write_config(tg_env, "[telegram]\ntimeout = 1\n")
     down = unreachable(tg_env)
     assert cli("notify", "kept", env=down).code == 1
     assert cli("sweep", "--notify").code == 0  # nothing new, but the outbox goes out

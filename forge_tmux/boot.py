@@ -72,9 +72,15 @@ def spawn_text(result: SpawnResult) -> str:
     return text
 
 
-def health_events(cfg: Config, dirs: Sequence[str]) -> tuple[str, list[str]]:
-    """The health row and the events new since the last notifying run (told once each)."""
+def health_events(
+    cfg: Config, dirs: Sequence[str], *, remember: bool = True
+) -> tuple[str, list[str]]:
+    """The health row and the events new since the last notifying run (told once each).
+    Without `remember` the state directory is neither read nor written: with no one to tell,
+    there is nothing to remember."""
     result = health.collect(dirs, timeout=cfg.health.timeout, parallel=cfg.health.parallel)
+    if not remember:
+        return health.render_row(result), []
     try:
         events = healthstate.update(result, consumer=CONSUMER)
     except OSError as exc:
@@ -167,8 +173,9 @@ class BootReport:
         }
 
 
-def boot(cfg: Config, dirs: Sequence[str]) -> BootReport:
-    """Sweep, then look; only the sweep can fail the boot hook."""
+def boot(cfg: Config, dirs: Sequence[str], *, notifying: bool = True) -> BootReport:
+    """Sweep, then look; only the sweep can fail the boot hook. `notifying`: the summary goes
+    to Telegram, so health events are taken from (and recorded in) the shared memory."""
     swept = janitor.sweep(dirs, timeout=cfg.sweep.timeout, protected=cfg.protected_sockets)
     summary = BootReport(swept)
     for level, text in janitor.log_events(summary.sweep):
@@ -180,7 +187,7 @@ def boot(cfg: Config, dirs: Sequence[str]) -> BootReport:
     except Exception:
         log.exception("boot: could not check the post-boot sessions")
     try:
-        summary.row, summary.events = health_events(cfg, dirs)
+        summary.row, summary.events = health_events(cfg, dirs, remember=notifying)
     except Exception:
         log.exception("boot: could not check socket health")
         summary.row = "tmux sockets: health check failed (see the journal)"

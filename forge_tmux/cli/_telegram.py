@@ -66,7 +66,8 @@ def boot(ctx: typer.Context, dirs: DirOpt = None, json_out: JsonOpt = False) -> 
     start_logging(ctx)
     cfg = state(ctx).config
     settings = notify.for_job(cfg.telegram)
-    report = core.boot(cfg, socket_dirs(cfg, dirs))
+    notifying = settings is not None and settings.ready
+    report = core.boot(cfg, socket_dirs(cfg, dirs), notifying=notifying)
     delivery = notify.report(settings, report.message())
     if json_out:
         emit_json({**report.to_json(), "notify": delivery.to_json() if delivery else None})

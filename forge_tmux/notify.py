@@ -113,13 +113,20 @@ def resolve(cfg: TelegramConfig, environ: Mapping[str, str] | None = None) -> Te
     FORGE_TMUX_TELEGRAM_TOKEN, else `telegram.token_file`, else the systemd credential."""
     env = os.environ if environ is None else environ
     token = env.get("FORGE_TMUX_TELEGRAM_TOKEN", "").strip() or None
+    credential = None
+    if env.get("CREDENTIALS_DIRECTORY"):
+        candidate = os.path.join(env["CREDENTIALS_DIRECTORY"], CREDENTIAL_NAME)
+        credential = candidate if os.path.exists(candidate) else None
     if token is None and cfg.token_file:
-        token = read_token_file(os.path.expanduser(cfg.token_file))
-    if token is None and env.get("CREDENTIALS_DIRECTORY"):
-        credential = os.path.join(env["CREDENTIALS_DIRECTORY"], CREDENTIAL_NAME)
-        if os.path.exists(credential):
-            # systemd owns the mode of credentials (0400, ours); no mode check to make.
+        token_file = os.path.expanduser(cfg.token_file)
+        if credential is not None and not os.access(token_file, os.R_OK):
+            # A system unit's LoadCredential= read the root-only file for us.
             token = read_token_file(credential, check_mode=False)
+        else:
+            token = read_token_file(token_file)
+    if token is None and credential is not None:
+        # systemd owns the mode of credentials (0400, ours); no mode check to make.
+        token = read_token_file(credential, check_mode=False)
     chat_id = env.get("FORGE_TMUX_TELEGRAM_CHAT_ID", "").strip() or cfg.chat_id
     api_url = env.get("FORGE_TMUX_TELEGRAM_API_URL", "").strip() or cfg.api_url or DEFAULT_API_URL
     if not api_url.startswith(("http://", "https://")):

@@ -264,3 +264,18 @@ def test_server_error_keeps_the_message_and_a_rejected_one_is_set_aside(
     assert third.code == 1
     assert "chat 4242 not found" in third.out
     assert len(outbox_files(tg_env)) == 1
+
+
+def test_unreadable_token_file_falls_back_to_the_systemd_credential(
+    tmp_path: os.PathLike[str],
+) -> None:
+    creds = os.path.join(tmp_path, "creds")
+    os.mkdir(creds)
+    with open(os.path.join(creds, "telegram-token"), "w") as fh:
+        fh.write("222222:CREDtokenCREDtokenCREDtoken\n")
+    missing = os.path.join(tmp_path, "root-only-token")  # as unreadable as root's 0600 file
+    cfg = TelegramConfig(token_file=missing, chat_id="7")
+    settings = notify.resolve(cfg, {"CREDENTIALS_DIRECTORY": creds})
+    assert settings.token == "222222:CREDtokenCREDtokenCREDtoken"
+    with pytest.raises(UsageError, match="root-only-token"):
+        notify.resolve(cfg, {})

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -204,3 +205,29 @@ def test_pick_profile_default_and_unknown() -> None:
     assert bot.pick_profile(cfg, None) == ("c", Profile(("c",)))
     assert "unknown profile" in str(bot.pick_profile(cfg, "nope"))
     assert os.path.isabs(bot.login_shell())
+
+
+def test_health_answers_while_a_spawn_is_running(fake: FakeBotAPI) -> None:
+    class SlowSpawn(Recorder):
+        """A spawn that can only finish once /health has been answered meanwhile."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.health_seen = threading.Event()
+
+        def spawn(self, name: str, profile: Profile) -> bot.Reply:
+            finished = self.health_seen.wait(timeout=5)
+            return bot.Reply(True, "spawned" if finished else "spawn blocked /health")
+
+        def health(self) -> bot.Reply:
+            self.health_seen.set()
+            return super().health()
+
+    feed(
+        fake,
+        make_config(),
+        command_update("/spawn slow"),
+        command_update("/health", update_id=2),
+        actions=SlowSpawn(),
+    )
+    assert fake.messages() == ["tmux sockets: 1 live, 0 dead, 0 hung, 0 unknown", "spawned"]

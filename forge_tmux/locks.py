@@ -20,6 +20,7 @@ user's own, or everyone's for root, which covers every tmux client that can open
 0700 directory.
 """
 
+import contextlib
 import os
 import time
 
@@ -62,22 +63,29 @@ def lock_table() -> tuple[set[FileKey], set[tuple[int, FileKey]]] | None:
     return held, waiting
 
 
-def openers(targets: set[FileKey]) -> set[tuple[int, FileKey]]:
-    """(pid, file) for every other process that has one of the (deleted) target files open."""
+def openers(targets: set[FileKey]) -> tuple[set[tuple[int, FileKey]], bool]:
+    """(pid, file) for every other process that has one of the (deleted) target files open, and
+    whether we were blind: a process of our own uid whose fds we may not read (a sandbox with a
+    private user namespace, say), or no /proc at all."""
     found: set[tuple[int, FileKey]] = set()
-    me = os.getpid()
+    me, euid = os.getpid(), os.geteuid()
     try:
         pids = [int(name) for name in os.listdir("/proc") if name.isdigit()]
     except OSError:
-        return found
+        return found, True
+    blind = False
     for pid in pids:
         if pid == me:
             continue
         fd_dir = f"/proc/{pid}/fd"
         try:
             fds = os.listdir(fd_dir)
+        except PermissionError:
+            with contextlib.suppress(OSError):
+                blind = blind or os.stat(f"/proc/{pid}").st_uid == euid
+            continue  # another user's process: it cannot open a lock file in our 0700 dir
         except OSError:
-            continue  # not ours to look at, or gone
+            continue  # gone
         for fd in fds:
             link = f"{fd_dir}/{fd}"
             try:
@@ -91,7 +99,7 @@ def openers(targets: set[FileKey]) -> set[tuple[int, FileKey]]:
             key = (st.st_dev, st.st_ino)
             if key in targets:
                 found.add((pid, key))
-    return found
+    return found, blind
 
 
 class HeldLocks:
@@ -106,19 +114,27 @@ class HeldLocks:
     def release(self, timeout: float) -> int:
         """Wait (at most `timeout` seconds) until no other process can still take one of these
         locks without waiting first, then close them all. Returns how many openers were still
-        not waiting when time ran out (0 is the normal case)."""
+        not waiting when time ran out (0 is the normal case).
+
+        When we cannot see (blind, or no /proc/locks), we hold for the whole timeout: a client in
+        the gap calls flock() within microseconds of being scheduled, finds the lock held and
+        waits, which is safe; only one stalled for longer than the timeout is not."""
         if not self.fds:
             return 0
         try:
             targets = {(st.st_dev, st.st_ino) for st in map(os.fstat, self.fds)}
             deadline = time.monotonic() + timeout
             while True:
-                pending = openers(targets)
+                pending, blind = openers(targets)
                 if pending:
                     table = lock_table()
-                    if table is not None:
+                    if table is None:
+                        blind = True
+                    else:
                         pending -= table[1]
-                if not pending or time.monotonic() >= deadline:
+                if not pending and not blind:
+                    return 0
+                if time.monotonic() >= deadline:
                     return len(pending)
                 time.sleep(0.002)
         finally:

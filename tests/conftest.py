@@ -112,6 +112,33 @@ def make_stale_socket(path: str) -> None:
         sock.close()
 
 
+@contextlib.contextmanager
+def lock_held_elsewhere(lock_path: str) -> Iterator[None]:
+    """Hold `lock_path` in another process, exactly as tmux's client_get_lock() does while a
+    client starts a server (open O_CREAT 0600, flock LOCK_EX), until the block ends."""
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import fcntl, os, sys, time\n"
+            "fd = os.open(sys.argv[1], os.O_WRONLY | os.O_CREAT, 0o600)\n"
+            "fcntl.flock(fd, fcntl.LOCK_EX)\n"
+            "print('locked', flush=True)\n"
+            "time.sleep(120)\n",
+            lock_path,
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout is not None
+        assert holder.stdout.readline().strip() == "locked"
+        yield
+    finally:
+        holder.kill()
+        holder.wait()
+
+
 def pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)

@@ -16,7 +16,14 @@ import sys
 import time
 
 import pytest
-from conftest import TmuxEnv, make_stale_socket, needs_tmux, tmux_processes, wait_for
+from conftest import (
+    TmuxEnv,
+    lock_held_elsewhere,
+    make_stale_socket,
+    needs_tmux,
+    tmux_processes,
+    wait_for,
+)
 
 # The client half of tmux 3.3a's client_get_lock(), paused between open() and flock() until it
 # reads a line on stdin. It reports whether the lock it ends up with is real or a ghost.
@@ -107,23 +114,7 @@ def test_a_client_that_never_locks_costs_one_timeout(tmux_env: TmuxEnv) -> None:
 def test_dry_run_reports_a_held_lock_without_taking_it(tmux_env: TmuxEnv, cli) -> None:
     sock = tmux_env.path("s")
     make_stale_socket(sock)
-    holder = subprocess.Popen(
-        [
-            sys.executable,
-            "-c",
-            "import fcntl, os, sys, time\n"
-            "fd = os.open(sys.argv[1], os.O_WRONLY | os.O_CREAT, 0o600)\n"
-            "fcntl.flock(fd, fcntl.LOCK_EX)\n"
-            "print('locked', flush=True)\n"
-            "time.sleep(60)\n",
-            sock + ".lock",
-        ],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert holder.stdout is not None
-        assert holder.stdout.readline().strip() == "locked"
+    with lock_held_elsewhere(sock + ".lock"):
         before = sorted(os.listdir(tmux_env.sockdir))
         result = cli("sweep", "--dry-run", "--json")
         assert result.code == 0
@@ -132,9 +123,6 @@ def test_dry_run_reports_a_held_lock_without_taking_it(tmux_env: TmuxEnv, cli) -
         assert entry["reason"].startswith("lock held")
         assert sorted(os.listdir(tmux_env.sockdir)) == before
         assert "0 would be removed" in cli("sweep", "--dry-run").out
-    finally:
-        holder.kill()
-        holder.wait()
 
 
 def test_socket_named_like_a_lock_file_is_judged(tmux_env: TmuxEnv, cli) -> None:

@@ -10,7 +10,7 @@ import subprocess
 import sys
 import time
 
-from conftest import TmuxEnv, needs_tmux, pid_alive, tmux_server_pids, wait_for
+from conftest import TmuxEnv, lock_held_elsewhere, needs_tmux, pid_alive, tmux_server_pids, wait_for
 
 from forge_tmux.probe import SocketState, probe_path
 
@@ -101,24 +101,7 @@ def test_dry_run_removes_nothing_and_says_so(tmux_env: TmuxEnv, cli) -> None:
 def test_client_holding_the_lock_keeps_the_socket(tmux_env: TmuxEnv, cli) -> None:
     """A tmux client that is starting a server holds `<socket>.lock`: the sweep must back off."""
     stale = tmux_env.stale("starting")
-    # Hold the lock in another process, exactly as tmux's client_get_lock() does.
-    holder = subprocess.Popen(
-        [
-            sys.executable,
-            "-c",
-            "import fcntl, os, sys, time\n"
-            "fd = os.open(sys.argv[1], os.O_WRONLY | os.O_CREAT, 0o600)\n"
-            "fcntl.flock(fd, fcntl.LOCK_EX)\n"
-            "print('locked', flush=True)\n"
-            "time.sleep(60)\n",
-            stale + ".lock",
-        ],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert holder.stdout is not None
-        assert holder.stdout.readline().strip() == "locked"
+    with lock_held_elsewhere(stale + ".lock"):
         result = cli("sweep", "--json")
         assert result.code == 0
         entry = by_path(result.json())[stale]
@@ -126,9 +109,6 @@ def test_client_holding_the_lock_keeps_the_socket(tmux_env: TmuxEnv, cli) -> Non
         assert "lock held" in entry["reason"]
         assert os.path.exists(stale)
         assert os.path.exists(stale + ".lock")  # never remove a lock someone holds
-    finally:
-        holder.kill()
-        holder.wait()
     # Once the client is gone, the next sweep cleans both.
     assert cli("sweep").code == 0
     assert not os.path.lexists(stale)

@@ -223,13 +223,18 @@ def test_install_sh_with_a_running_manager(manager: UserManager) -> None:
 
 
 def test_the_sweep_unit_sandbox_keeps_the_kernel_check(manager: UserManager, venv: Path) -> None:
-    """Inside the installed sweep unit (its sandbox as rendered), sock_diag still answers: the
-    sweep's last check before an unlink is not silently skipped."""
+    """Inside the installed sweep unit (its sandbox as rendered), sock_diag still answers and
+    /proc/locks and the user's processes' fds are readable: the sweep's last checks before an
+    unlink, and before it releases a removed lock file, are not silently blinded."""
     code, out, err = forge(manager, venv, "units", "install", "--json")
     assert code == 0, (out, err)
     dropin = Path(manager.home, f".config/systemd/user/{SWEEP}.d")
     dropin.mkdir()
-    check = "import sys; from forge_tmux.probe import bound_files; sys.exit(bound_files() is None)"
+    check = (
+        "import sys; from forge_tmux.probe import bound_files; "
+        "from forge_tmux.locks import lock_table, openers; "
+        "sys.exit(bound_files() is None or lock_table() is None or openers(set())[1])"
+    )
     (dropin / "e2e.conf").write_text(
         f"[Service]\nExecStart=\nExecStart={venv}/bin/python -c '{check}'\n"
     )

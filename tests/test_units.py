@@ -241,3 +241,14 @@ def test_systemd_analyze_security_score_of_the_system_sweep(tmp_path: Path) -> N
     score = float(match.group(1))
     print(f"systemd-analyze security {SWEEP_SERVICE} (system mode): {score}")
     assert score <= 2.0
+
+
+def test_sweep_unit_keeps_proc_readable_in_system_mode() -> None:
+    """The sweep reads /proc/locks and the fds of the user's tmux clients before it releases a
+    removed lock file (forge_tmux/locks.py); ProcSubset=pid hides the first and a private user
+    namespace the second, which would blind that check."""
+    unit = files(Mode.SYSTEM)[SWEEP_SERVICE]
+    assert value(unit, "ProcSubset") == []
+    assert value(unit, "ProtectProc") == []
+    assert value(unit, "PrivateUsers") == []
+    assert value(unit, "RestrictAddressFamilies") == ["AF_UNIX AF_NETLINK"]

@@ -21,7 +21,7 @@ from forge_tmux import health, healthstate
 from forge_tmux import sweep as janitor
 from forge_tmux.config import Config
 from forge_tmux.errors import UsageError
-from forge_tmux.notify import TelegramSettings, headline, report
+from forge_tmux.notify import TelegramSettings, deliver, headline
 from forge_tmux.paths import display
 
 if TYPE_CHECKING:
@@ -212,11 +212,15 @@ def notify_after_sweep(
     cfg: Config, dirs: Sequence[str], result: janitor.SweepResult, settings: TelegramSettings
 ) -> None:
     """`sweep --notify`: send the notice if there is one, and deliver what the outbox holds
-    (a boot summary kept while the network was down goes out with the next sweep). Never
-    raises: the sweep's exit code is the sweep's."""
+    (a boot summary kept while the network was down goes out with the next sweep). Without
+    Telegram configured it does nothing at all (no health check, no memory), so a unit may pass
+    `--notify` unconditionally. Never raises: the sweep's exit code is the sweep's."""
+    if not settings.ready:
+        log.info("Telegram not configured (missing %s); not notifying", settings.missing())
+        return
     try:
         text = sweep_notice(cfg, dirs, result)
     except Exception:  # a health check that breaks must not break the sweep
         log.exception("sweep --notify: could not check health")
         text = None
-    report(settings, text, asked=True)
+    deliver(settings, text)

@@ -138,3 +138,14 @@ def test_plain_sweep_stays_import_light(tmux_env: TmuxEnv) -> None:
     imported = {line.rsplit("|", 1)[-1].strip() for line in proc.stderr.splitlines()}
     for heavy in ("telegram", "jinja2", "psutil", "json", "forge_tmux.notify", "httpx"):
         assert heavy not in imported, heavy
+
+
+def test_sweep_notify_without_telegram_is_a_plain_sweep(
+    tmux_env: TmuxEnv, cli: Callable[..., CliResult]
+) -> None:
+    tmux_env.stale("spawn-gone")
+    result = cli("sweep", "--notify")
+    assert result.code == 0
+    assert "1 removed" in result.out
+    assert "Telegram" not in result.err
+    assert not os.path.exists(tmux_env.env["FORGE_TMUX_STATE_DIR"])  # no memory, no outbox

@@ -18,6 +18,7 @@ Delivery rules (issue 5):
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import fcntl
 import html
 import logging
@@ -290,15 +291,6 @@ class _Outcome(NamedTuple):
     reason: str = ""
 
 
-def queue_only(text: str, outbox: Outbox | None = None) -> None:
-    """Keep a message for later without trying to send it (Telegram not usable right now)."""
-    try:
-        (outbox or Outbox()).put(text)
-    except OSError as exc:
-        # One line in the journal, not a traceback: the job goes on.
-        log.error("could not store a notification: %s", exc.strerror or exc)  # noqa: TRY400
-
-
 def deliver(
     settings: TelegramSettings, text: str | None = None, *, outbox: Outbox | None = None
 ) -> Delivery:
@@ -382,9 +374,9 @@ async def _flush(settings: TelegramSettings, box: Outbox, deadline: float) -> De
     return Delivery(counts["sent"], 0, counts["uncertain"], counts["rejected"], "")
 
 
-def _seconds(value: object) -> float:
-    total = getattr(value, "total_seconds", None)
-    return float(total()) if callable(total) else float(value)  # type: ignore[arg-type]
+def _seconds(value: int | dt.timedelta) -> float:
+    # RetryAfter.retry_after is an int or a timedelta, depending on PTB_TIMEDELTA.
+    return value.total_seconds() if isinstance(value, dt.timedelta) else float(value)
 
 
 async def _send_one(bot: Bot, settings: TelegramSettings, text: str, deadline: float) -> _Outcome:

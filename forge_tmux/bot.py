@@ -233,17 +233,25 @@ class Bot:
             return
         log.log(NOTICE, "user %s: /spawn %r with profile %s", user_id, args[0], profile_name)
         async with self._work:
-            reply = await asyncio.to_thread(self.actions.spawn, args[0], profile)
+            reply = await self._off_loop("/spawn", self.actions.spawn, args[0], profile)
         await self._answer(update, reply.text)
 
     async def on_sweep(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         async with self._work:
-            reply = await asyncio.to_thread(self.actions.sweep)
+            reply = await self._off_loop("/sweep", self.actions.sweep)
         await self._answer(update, reply.text)
 
     async def on_health(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
-        reply = await asyncio.to_thread(self.actions.health)
+        reply = await self._off_loop("/health", self.actions.health)
         await self._answer(update, reply.text)
+
+    async def _off_loop(self, what: str, action: Callable[..., Reply], *args: object) -> Reply:
+        """Run a blocking action in a worker thread; a bug in it is an answer, not silence."""
+        try:
+            return await asyncio.to_thread(action, *args)
+        except Exception:
+            log.exception("%s failed", what)
+            return Reply(False, f"{what} failed: internal error (see the bot's log)")
 
     async def on_help(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         await self._answer(update, help_text(self.cfg))

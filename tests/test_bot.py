@@ -230,4 +230,14 @@ def test_health_answers_while_a_spawn_is_running(fake: FakeBotAPI) -> None:
         command_update("/health", update_id=2),
         actions=SlowSpawn(),
     )
-    assert fake.messages() == ["tmux sockets: 1 live, 0 dead, 0 hung, 0 unknown", "spawned"]
+    # Either reply may be sent first; "spawned" proves /health ran while the spawn waited.
+    assert sorted(fake.messages()) == ["spawned", "tmux sockets: 1 live, 0 dead, 0 hung, 0 unknown"]
+
+
+def test_a_failing_action_is_answered(fake: FakeBotAPI) -> None:
+    class Broken(Recorder):
+        def sweep(self) -> bot.Reply:
+            raise RuntimeError("boom")
+
+    feed(fake, make_config(), command_update("/sweep"), actions=Broken())
+    assert fake.messages() == ["/sweep failed: internal error (see the bot's log)"]

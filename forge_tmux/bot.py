@@ -40,6 +40,9 @@ log = logging.getLogger(__name__)
 # Long-poll length asked of the Bot API; a SIGTERM cancels the poll, so this does not delay a stop.
 POLL_TIMEOUT: Final = 10.0
 HTTP_TIMEOUT: Final = 10.0
+# getUpdates: the library adds the poll length to its read timeout. These bound the last,
+# short getUpdates at a SIGTERM (it marks the updates read) when the network is black-holed.
+GET_UPDATES_TIMEOUT: Final = 5.0
 
 
 class Reply(NamedTuple):
@@ -167,8 +170,9 @@ class Bot:
             .connect_timeout(HTTP_TIMEOUT)
             .read_timeout(HTTP_TIMEOUT)
             .write_timeout(HTTP_TIMEOUT)
-            .get_updates_connect_timeout(HTTP_TIMEOUT)
-            .get_updates_read_timeout(POLL_TIMEOUT + HTTP_TIMEOUT)
+            .get_updates_connect_timeout(GET_UPDATES_TIMEOUT)
+            .get_updates_read_timeout(GET_UPDATES_TIMEOUT)
+            .get_updates_write_timeout(GET_UPDATES_TIMEOUT)
             .build()
         )
         app.add_handler(TypeHandler(Update, self.gate), group=-1)
@@ -276,6 +280,24 @@ class Bot:
             log.error("handler failed", exc_info=error)
 
 
+class NetworkTroubleOneLine(logging.Filter):
+    """python-telegram-bot logs some network failures (the last getUpdates at a stop, a failed
+    retry loop) and a rejected token with a full traceback; the journal gets one line instead
+    (the token itself is redacted by the log formatter either way)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        from telegram.error import InvalidToken, NetworkError  # noqa: PLC0415
+
+        error = record.exc_info[1] if record.exc_info else None
+        if isinstance(error, NetworkError | InvalidToken):
+            record.msg = f"{record.getMessage().splitlines()[0]} ({type(error).__name__}: {error})"
+            record.args = None
+            record.exc_info = None
+            record.exc_text = None
+            record.levelno, record.levelname = logging.WARNING, "WARNING"
+        return True
+
+
 def run(cfg: Config, settings: TelegramSettings, actions: Actions, users: frozenset[int]) -> int:
     """Poll until SIGTERM/SIGINT; 0 after a clean stop, 2 when Telegram rejects the token."""
     from telegram import Update  # noqa: PLC0415
@@ -284,6 +306,8 @@ def run(cfg: Config, settings: TelegramSettings, actions: Actions, users: frozen
     if not users:
         log.warning("bot.allowed_user_ids is empty: the bot will answer nobody")
     app = Bot(cfg, settings, actions, users).build()
+    for name in ("telegram.ext", "telegram.ext.Updater", "telegram.ext.Application"):
+        logging.getLogger(name).addFilter(NetworkTroubleOneLine())
     log.log(NOTICE, "bot polling %s for %d allowed user(s)", _host(settings.api_url), len(users))
     try:
         app.run_polling(

@@ -170,6 +170,7 @@ def test_rejected_token_exits_2_without_showing_it(
     log = bot.log()
     assert "rejected the bot token" in log
     assert TOKEN.split(":", 1)[1] not in log
+    assert "Traceback" not in log  # one line per failure in the journal
 
 
 def test_bot_without_a_token_is_a_usage_error(cli: Callable[..., CliResult]) -> None:

@@ -44,8 +44,13 @@ def spawn(
             help="How long to wait for --wait-for (default spawn.ready_timeout, 30).",
         ),
     ] = None,
-    # `--notify/--no-notify` belongs here: the Telegram integration adds the option and hands
-    # `result` (a SpawnResult) to its notifier just before the output below.
+    notify: Annotated[
+        bool,
+        typer.Option(
+            "--notify/--no-notify",
+            help="Send the result to the Telegram chat (never changes the exit code).",
+        ),
+    ] = False,
     json_out: JsonOpt = False,
 ) -> None:
     """Start a detached tmux session NAME on its own socket (-L spawn-NAME), verified.
@@ -65,6 +70,11 @@ def spawn(
         wait_for=wait_for,
         ready_timeout=None if ready_timeout is None else positive(ready_timeout, "--ready-timeout"),
     )
+    telegram = None
+    if notify:
+        from forge_tmux import notify as tg  # noqa: PLC0415
+
+        telegram = tg.resolve(cfg.telegram)  # an unsafe token file is exit 2 before spawning
     result = core.spawn_for(cfg, request)
     if json_out:
         emit_json(result.to_json())
@@ -74,6 +84,10 @@ def spawn(
         sys.stderr.write(f"forge-tmux: {result.error}\n")
     else:
         sys.stderr.write(f"forge-tmux: {result.message}: {result.error}\n")
+    if telegram is not None:
+        from forge_tmux.boot import spawn_text  # noqa: PLC0415
+
+        tg.report(telegram, tg.headline(spawn_text(result)), asked=True)
     finish(0 if result.ok else 1)
 
 

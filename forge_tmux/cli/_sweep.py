@@ -31,6 +31,14 @@ def sweep(
         float | None,
         typer.Option("--timeout", help="Bound in seconds on any probe (default 2, or the config)."),
     ] = None,
+    notify: Annotated[
+        bool,
+        typer.Option(
+            "--notify",
+            help="Tell Telegram when something was removed or a server is gone or hung (each "
+            "event once; sweep.notify policy), and deliver the outbox. Not with --dry-run.",
+        ),
+    ] = False,
 ) -> None:
     """Remove stale tmux sockets (no server listening); never anything else.
 
@@ -40,6 +48,12 @@ def sweep(
     from forge_tmux import sweep as core  # noqa: PLC0415 - keep --help fast
 
     cfg = state(ctx).config
+    telegram = None
+    if notify and not dry_run:
+        from forge_tmux import notify as tg  # noqa: PLC0415 - only when notifying
+
+        start_logging(ctx)
+        telegram = tg.resolve(cfg.telegram)  # a bad token file is exit 2 before sweeping
     result = core.sweep(
         socket_dirs(cfg, dirs),
         dry_run=dry_run,
@@ -58,4 +72,8 @@ def sweep(
         emit_json(result.to_json())
     else:
         print(core.render_human(result, dry_run=dry_run))
+    if telegram is not None:
+        from forge_tmux.boot import notify_after_sweep  # noqa: PLC0415
+
+        notify_after_sweep(cfg, socket_dirs(cfg, dirs), result, telegram)
     finish(0 if result.ok else 1)

@@ -1,1 +1,97 @@
 """`forge-tmux notify, boot, bot` (registered on the shared app when imported)."""
+
+from __future__ import annotations
+
+import sys
+from typing import Annotated
+
+import typer
+
+from forge_tmux.cli.common import (
+    DirOpt,
+    JsonOpt,
+    app,
+    emit_json,
+    finish,
+    socket_dirs,
+    start_logging,
+    state,
+)
+
+
+@app.command()
+def notify(
+    ctx: typer.Context,
+    text: Annotated[
+        str | None,
+        typer.Argument(
+            help="Message (plain text, sent escaped); '-' reads stdin; none: only deliver "
+            "what the outbox holds."
+        ),
+    ] = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Send a message to the Telegram chat, delivering the outbox first (oldest first).
+
+    Exit 0 when everything was delivered, 1 when something is kept in the outbox for the next
+    run, 2 when Telegram is not configured or the token file is unsafe.
+    """
+    from forge_tmux import notify as core  # noqa: PLC0415
+
+    start_logging(ctx)
+    settings = core.resolve(state(ctx).config.telegram)
+    if not settings.ready:
+        from forge_tmux.errors import UsageError  # noqa: PLC0415
+
+        raise UsageError(f"Telegram is not configured: missing {settings.missing()}")
+    if text == "-":
+        text = sys.stdin.read()
+    message = core.escape(text) if text else None
+    result = core.deliver(settings, message)
+    if json_out:
+        emit_json(result.to_json())
+    else:
+        print(core.render_delivery(result))
+    finish(0 if result.ok else 1)
+
+
+@app.command()
+def boot(ctx: typer.Context, dirs: DirOpt = None, json_out: JsonOpt = False) -> None:
+    """The boot hook: sweep, the post-boot sessions' status, the health row, and the summary
+    to Telegram. Exit 0 unless the sweep itself failed (Telegram never changes the exit code).
+    """
+    from forge_tmux import boot as core  # noqa: PLC0415
+    from forge_tmux import notify  # noqa: PLC0415
+
+    start_logging(ctx)
+    cfg = state(ctx).config
+    settings = notify.for_job(cfg.telegram)
+    notifying = settings is not None and settings.ready
+    report = core.boot(cfg, socket_dirs(cfg, dirs), notifying=notifying)
+    delivery = notify.report(settings, report.message())
+    if json_out:
+        emit_json({**report.to_json(), "notify": delivery.to_json() if delivery else None})
+    else:
+        print("\n".join(report.lines()))
+        if delivery is not None:
+            print(notify.render_delivery(delivery))
+    finish(0 if report.ok else 1)
+
+
+@app.command()
+def bot(ctx: typer.Context) -> None:
+    """Run the Telegram bot (long polling): /spawn NAME [PROFILE], /health, /sweep, /help for
+    the users in bot.allowed_user_ids / FORGE_TMUX_BOT_ALLOWED_USERS only. Stops on SIGTERM.
+    """
+    from forge_tmux import bot as core  # noqa: PLC0415
+    from forge_tmux import notify  # noqa: PLC0415
+    from forge_tmux.errors import UsageError  # noqa: PLC0415
+
+    start_logging(ctx)
+    cfg = state(ctx).config
+    settings = notify.resolve(cfg.telegram)
+    if not settings.token:
+        raise UsageError(f"the bot needs {settings.missing().split(' and ')[0]}")
+    users = core.allowed_users(cfg.bot)
+    actions = core.FleetActions(cfg, socket_dirs(cfg, None))
+    finish(core.run(cfg, settings, actions, users))

@@ -53,7 +53,7 @@ def value(text: str, key: str) -> list[str]:
 def test_sweep_service_essentials(mode: Mode) -> None:
     sweep = files(mode)[SWEEP_SERVICE]
     assert value(sweep, "Type") == ["oneshot"]
-    assert value(sweep, "ExecStart") == [f"{EXE} sweep"]
+    assert value(sweep, "ExecStart") == [f"{EXE} sweep --notify"]
     assert value(sweep, "TimeoutStartSec") == ["2min"]
     assert value(sweep, "PrivateTmp") == ["no"]
     # The reason is said right above it, so nobody "hardens" it later.
@@ -123,6 +123,7 @@ def test_boot_bot_and_post_boot_units() -> None:
     assert value(boot, "TimeoutStartSec") == ["3min"]
     bot = rendered[BOT_SERVICE]
     assert value(bot, "Restart") == ["on-failure"]
+    assert value(bot, "RestartPreventExitStatus") == ["2"]
     assert value(bot, "KillMode") == ["process"]
     # Sessions inherit a sandbox: the units that spawn them carry none.
     for name in (BOT_SERVICE, POST_BOOT_SERVICE):
@@ -155,7 +156,7 @@ def test_exec_words_are_escaped() -> None:
 def test_config_path_is_passed_on() -> None:
     opts = RenderOptions(Mode.USER, (EXE,), ME, config_path="/etc/forge/config.toml")
     sweep = {f.name: f.text for f in render(opts)}[SWEEP_SERVICE]
-    assert value(sweep, "ExecStart") == [f"{EXE} --config /etc/forge/config.toml sweep"]
+    assert value(sweep, "ExecStart") == [f"{EXE} --config /etc/forge/config.toml sweep --notify"]
 
 
 def test_options_reject_bad_input() -> None:

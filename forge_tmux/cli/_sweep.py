@@ -29,7 +29,11 @@ def sweep(
     json_out: JsonOpt = False,
     timeout: Annotated[
         float | None,
-        typer.Option("--timeout", help="Bound in seconds on any probe (default 2, or the config)."),
+        typer.Option(
+            "--timeout",
+            help="Bound in seconds on the run's probes and on each wait for a tmux client to "
+            "reach a removed lock file (default 2, or sweep.timeout).",
+        ),
     ] = None,
     notify: Annotated[
         bool,

@@ -36,16 +36,22 @@ def stderr_is_journal() -> bool:
 
 
 class _Formatter(logging.Formatter):
+    """Every line of a record gets its own prefix: `<N>` in the journal (each line becomes an
+    entry of that priority), `forge-tmux: ` on a terminal. So a batch of events can be logged as
+    one multi-line record and still read as one line per event."""
+
     def __init__(self, journal: bool) -> None:
-        super().__init__("%(message)s" if journal else "forge-tmux: %(message)s")
+        super().__init__("%(message)s")
         self.journal = journal
 
     def format(self, record: logging.LogRecord) -> str:
         text = redact(super().format(record))
         if self.journal:
             priority = _PRIORITY.get(record.levelno, 3 if record.levelno > logging.ERROR else 6)
-            return "\n".join(f"<{priority}>{line}" for line in text.splitlines())
-        return text
+            prefix = f"<{priority}>"
+        else:
+            prefix = "forge-tmux: "
+        return "\n".join(prefix + line for line in text.splitlines())
 
 
 _configured = False

@@ -378,6 +378,7 @@ def _remove_batch(
         # keeps tmux clients out, not a server re-binding on SIGUSR1; the kernel knows whether
         # any socket is bound to these very files.
         bound = bound_files() if locked else None
+        locked.reverse()  # pop() from the end, in directory order
         while locked:
             name, now, lock_fd = locked.pop()
             results.append(_unlink_locked(dir_fd, dir_path, name, now, lock_fd, bound, held))

@@ -173,14 +173,21 @@ def test_default_directory_follows_tmux_tmpdir(tmux_env: TmuxEnv, cli) -> None:
 
 
 def test_human_summary_and_journal_priorities(tmux_env: TmuxEnv, cli) -> None:
-    tmux_env.stale("crashed")
+    first, second = tmux_env.fake_stale("a"), tmux_env.fake_stale("b")
     plain = cli("sweep")
     assert plain.code == 0
-    assert "sweep: 0 live, 1 stale, 1 removed" in plain.out
-    assert plain.err.startswith("forge-tmux: removed stale tmux socket")
+    assert plain.out.splitlines() == [plain.out.splitlines()[-1]]  # removals are not repeated
+    assert "sweep: 0 live, 2 stale, 2 removed" in plain.out
+    # One line per removal, each with its own prefix, path and reason.
+    assert plain.err.splitlines() == [
+        f"forge-tmux: removed stale tmux socket {path}: removed: no server listening "
+        "(connection refused, re-checked under lock)"
+        for path in (first, second)
+    ]
 
-    # With stderr connected to the journal, lines carry syslog priorities (<5> = notice).
+    # With stderr connected to the journal, every line carries its priority (<5> = notice).
     tmux_env.stale("crashed2")
+    tmux_env.fake_stale("crashed3")
     err_path = os.path.join(tmux_env.root, "stderr")
     with open(err_path, "w") as err:
         st = os.fstat(err.fileno())
@@ -194,7 +201,9 @@ def test_human_summary_and_journal_priorities(tmux_env: TmuxEnv, cli) -> None:
         )
     assert proc.returncode == 0
     with open(err_path) as fh:
-        assert fh.read().startswith("<5>removed stale tmux socket")
+        lines = fh.read().splitlines()
+    assert len(lines) == 2
+    assert all(line.startswith("<5>removed stale tmux socket") for line in lines)
 
 
 def test_full_backlog_is_live_and_costs_no_timeout(tmux_env: TmuxEnv, cli) -> None:

@@ -66,12 +66,15 @@ def sweep(
     )
     events = core.log_events(result)
     if events:
-        import logging  # noqa: PLC0415 - only when there is something to log
+        import itertools  # noqa: PLC0415 - only when there is something to log
+        import logging  # noqa: PLC0415
 
         start_logging(ctx)
         log = logging.getLogger("forge_tmux.sweep")
-        for level, text in events:
-            log.log(level, "%s", text)
+        # One record per run of same-level events, one line per event (see logs._Formatter):
+        # a thousand removals would otherwise cost a third of the sweep in logging machinery.
+        for level, group in itertools.groupby(events, key=lambda event: event[0]):
+            log.log(level, "%s", "\n".join(text for _, text in group))
     if json_out:
         emit_json(result.to_json())
     else:

@@ -11,7 +11,13 @@ from collections.abc import Callable
 
 from conftest import CliResult, TmuxEnv, needs_tmux
 from fake_bot_api import FakeBotAPI
-from telegram_fixtures import assert_no_token, outbox_files, unreachable, write_config
+from telegram_fixtures import (
+    assert_no_token,
+    outbox_files,
+    unreachable,
+    unsafe_token_file,
+    write_config,
+)
 
 pytestmark = needs_tmux
 pytest_plugins = ["telegram_fixtures"]
@@ -149,3 +155,18 @@ def test_sweep_notify_without_telegram_is_a_plain_sweep(
     assert "1 removed" in result.out
     assert "Telegram" not in result.err
     assert not os.path.exists(tmux_env.env["FORGE_TMUX_STATE_DIR"])  # no memory, no outbox
+
+
+def test_sweep_notify_with_an_unsafe_token_file_still_sweeps(
+    tmux_env: TmuxEnv, cli: Callable[..., CliResult]
+) -> None:
+    """The timer runs `sweep --notify`: a Telegram mistake must never switch the janitor off."""
+    unsafe_token_file(tmux_env)
+    stale = tmux_env.stale("spawn-gone")
+    result = cli("sweep", "--notify")
+    assert result.code == 0, result.err
+    assert not os.path.lexists(stale)
+    assert "1 removed" in result.out
+    assert "not notifying: telegram token file" in result.err
+    assert "group or other" in result.err
+    assert_no_token(result)

@@ -67,6 +67,16 @@ if [[ $action == uninstall ]]; then
   exit 0
 fi
 
+# Debian splits venv/ensurepip into python3-venv: a fresh machine may not have it.
+if [[ ! -x $venv/bin/python ]] && ! "$python" -c 'import venv, ensurepip' 2>/dev/null; then
+  if [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null; then
+    say "installing python3-venv (Debian's venv module)"
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv >/dev/null
+  else
+    say "$python cannot create virtualenvs: run 'sudo apt-get install python3-venv' and retry" >&2
+    exit 1
+  fi
+fi
 [[ -x $venv/bin/python ]] || { say "creating virtualenv $venv"; "$python" -m venv "$venv"; }
 say "installing forge-tmux into $venv"
 "$venv/bin/python" -m pip install -q --disable-pip-version-check --upgrade "$here"

@@ -304,3 +304,32 @@ def test_all_users_inspects_other_users_directories_read_only(tmux_env: TmuxEnv,
     assert theirs["uid"] == 65534
     assert next(d for d in everyone["dirs"] if d["path"] == other)["status"] == "read-only"
     assert os.path.exists(stale)
+
+
+@needs_tmux
+def test_events_report_a_gone_server_once(tmux_env: TmuxEnv, cli: Callable[..., CliResult]) -> None:
+    """`--events` remembers runs (its own memory, not the notifier's) and reports a server that
+    was live and is now dead exactly once."""
+    server = tmux_env.start("build")
+    first = cli("health", "--events")
+    assert first.code == 0, first.err
+    assert first.out.splitlines() == ["tmux sockets: 1 live, 0 dead, 0 hung, 0 unknown"]
+
+    os.kill(server.pid, signal.SIGKILL)
+    wait_for(lambda: not pid_alive(server.pid))
+    second = cli("health", "--events")
+    lines = second.out.splitlines()
+    assert lines[0] == "tmux sockets: 0 live, 1 dead, 0 hung, 0 unknown"
+    assert len(lines) == 2
+    assert lines[1].startswith(f"tmux server gone: {server.path} (pid {server.pid}")
+
+    third = cli("health", "--events", "--json")
+    assert third.json()["events"] == []  # told once
+    assert third.json()["dead"] == 1
+    state = tmux_env.env["FORGE_TMUX_STATE_DIR"]
+    assert sorted(os.listdir(state)) == ["health-health.json", "health-health.json.lock"]
+    # Without --events nothing is remembered or reported, as before.
+    assert cli("health").out.splitlines() == ["tmux sockets: 0 live, 1 dead, 0 hung, 0 unknown"]
+    refused = cli("health", "--events", "--format", "prometheus")
+    assert refused.code == 2
+    assert "--events goes with --format row or json" in refused.err

@@ -24,6 +24,8 @@ from forge_tmux.cli.common import (
 from forge_tmux.errors import UsageError
 
 if TYPE_CHECKING:
+    from forge_tmux.health import HealthResult
+    from forge_tmux.healthstate import Event
     from forge_tmux.orphans import Recovery
 
 
@@ -70,6 +72,15 @@ def health(
         bool, typer.Option("--check", help="Exit 1 when a dead socket or a hung server is found.")
     ] = False,
     timeout: TimeoutOpt = None,
+    events: Annotated[
+        bool,
+        typer.Option(
+            "--events",
+            help="Also report what changed since the previous --events run (a server gone, "
+            "hung, orphaned, recovered; each once), remembered in the state directory apart "
+            "from the notifier's memory. Row and JSON formats only.",
+        ),
+    ] = False,
 ) -> None:
     """Read-only socket health: live, dead, hung, unknown; never starts or removes anything.
 
@@ -95,15 +106,44 @@ def health(
     if json_out and fmt not in (Format.ROW, Format.JSON):
         raise UsageError(f"--json conflicts with --format {fmt.value}")
     fmt = Format.JSON if json_out else fmt
-    text = {
-        Format.ROW: core.render_row,
-        Format.PROMETHEUS: core.render_prometheus,
-        Format.NAGIOS: core.render_nagios,
-    }.get(fmt, lambda r: _json_text(core.to_json(r)))(result)
+    if events and fmt not in (Format.ROW, Format.JSON):
+        raise UsageError(f"--events goes with --format row or json, not {fmt.value}")
+    news = _remember(result) if events else []
+    if fmt is Format.JSON:
+        data = core.to_json(result)
+        if events:
+            data["events"] = [event.to_json() for event in news]
+        text = _json_text(data)
+    else:
+        text = {
+            Format.ROW: core.render_row,
+            Format.PROMETHEUS: core.render_prometheus,
+            Format.NAGIOS: core.render_nagios,
+        }[fmt](result)
+        # The row stays the first line, as fleet-probe scripts expect; news follows, one a line.
+        text = "\n".join([text.rstrip("\n"), *(event.describe() for event in news)])
     _write(text, output)
     if fmt is Format.NAGIOS:
         finish(core.NAGIOS_EXIT[core.nagios_status(result)])
     finish(1 if check and result.problem else 0)
+
+
+def _remember(result: HealthResult) -> list[Event]:
+    """Record this run in the `health` consumer's memory; the events new since its last run.
+    A memory that cannot be written is logged, not fatal: the report itself is still right."""
+    import logging  # noqa: PLC0415
+
+    from forge_tmux import healthstate  # noqa: PLC0415
+
+    try:
+        return healthstate.update(result, consumer="health")
+    except OSError as exc:
+        logging.getLogger(__name__).warning(
+            "cannot remember health events in %s: %s",
+            healthstate.memory_path("health"),
+            exc.strerror or exc,
+        )
+        return []
 
 
 def _json_text(data: dict[str, object]) -> str:

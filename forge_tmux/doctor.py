@@ -101,11 +101,13 @@ def check_socket_dir(path: str) -> Check:
 def check_units(status: systemd_units.Status) -> list[Check]:
     if status.manager is None:
         return [
+            # Without a manager the janitor has no schedule at all: that is the failure doctor
+            # exists to show, even where it is expected (a container).
             Check(
                 "units",
-                Level.WARN,
-                f"no running systemd {status.mode.value} manager: units not checked "
-                "(the sweep timer cannot run here)",
+                Level.FAIL,
+                f"no running systemd {status.mode.value} manager: the sweep timer cannot run "
+                "here (run `forge-tmux sweep` from cron or another scheduler)",
             )
         ]
     core = [u for u in status.units if u.name != systemd_units.BOT_SERVICE]

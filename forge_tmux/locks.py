@@ -20,7 +20,6 @@ user's own, or everyone's for root, which covers every tmux client that can open
 0700 directory.
 """
 
-import contextlib
 import os
 import time
 
@@ -36,17 +35,25 @@ def _parse_dev(field: str) -> FileKey | None:
         return None
 
 
-def lock_table() -> tuple[set[FileKey], set[tuple[int, FileKey]]] | None:
-    """From /proc/locks: the files someone holds a lock on, and (pid, file) of blocked waiters.
-    None when /proc/locks cannot be read."""
-    held: set[FileKey] = set()
-    waiting: set[tuple[int, FileKey]] = set()
+LockTable = tuple[set[FileKey], set[tuple[int, FileKey]]]
+
+
+def lock_table() -> LockTable | None:
+    """From /proc/locks: the files someone holds a flock on, and (pid, file) of blocked
+    waiters. None when /proc/locks cannot be read (a sandbox with ProcSubset=pid)."""
     try:
         with open("/proc/locks") as fh:
-            lines = fh.read().splitlines()
+            return parse_locks(fh.read())
     except OSError:
         return None
-    for line in lines:
+
+
+def parse_locks(text: str) -> LockTable:
+    """Parse /proc/locks lines such as `1: FLOCK  ADVISORY  WRITE 7864 fe:00:2146372 0 EOF` and
+    the blocked waiter below it, `1: -> FLOCK  ADVISORY  WRITE 7913 fe:00:2146372 0 EOF`."""
+    held: set[FileKey] = set()
+    waiting: set[tuple[int, FileKey]] = set()
+    for line in text.splitlines():
         parts = line.split()
         blocked = len(parts) > 1 and parts[1] == "->"
         fields = parts[2:] if blocked else parts[1:]
@@ -81,9 +88,10 @@ def openers(targets: set[FileKey]) -> tuple[set[tuple[int, FileKey]], bool]:
         try:
             fds = os.listdir(fd_dir)
         except PermissionError:
-            with contextlib.suppress(OSError):
-                blind = blind or os.stat(f"/proc/{pid}").st_uid == euid
-            continue  # another user's process: it cannot open a lock file in our 0700 dir
+            # Another user's process cannot open a lock file in our 0700 directory; a tmux
+            # client of our own that we may not inspect (undumpable, other gid) could have.
+            blind = blind or _tmux_client_of(pid, euid)
+            continue
         except OSError:
             continue  # gone
         for fd in fds:
@@ -94,12 +102,35 @@ def openers(targets: set[FileKey]) -> tuple[set[tuple[int, FileKey]], bool]:
                 if not os.readlink(link).endswith(".lock (deleted)"):
                     continue
                 st = os.stat(link)
+            except PermissionError:
+                # The fd list was readable but not the links: the kernel's ptrace check failed
+                # (our uid, another gid). If it is a tmux client it may hold our lock file.
+                blind = blind or _tmux_client_of(pid, euid)
+                break
             except OSError:
-                continue
+                continue  # closed meanwhile
             key = (st.st_dev, st.st_ino)
             if key in targets:
                 found.add((pid, key))
     return found, blind
+
+
+def _tmux_client_of(pid: int, uid: int) -> bool:
+    """Whether the process is a tmux client that could open our lock files: named tmux (only a
+    tmux client takes tmux's lock) and running as `uid` (real, effective, saved or fs) or as
+    root. /proc/PID/status is readable even where the process's fds are not."""
+    name, uids = "", []
+    try:
+        with open(f"/proc/{pid}/status") as fh:
+            for line in fh:
+                if line.startswith("Name:"):
+                    name = line.split(None, 1)[1].strip() if len(line.split()) > 1 else ""
+                elif line.startswith("Uid:"):
+                    uids = line.split()[1:]
+                    break
+    except OSError:
+        return False
+    return name.startswith("tmux") and (str(uid) in uids or "0" in uids)
 
 
 class HeldLocks:
@@ -111,19 +142,21 @@ class HeldLocks:
     def add(self, fd: int) -> None:
         self.fds.append(fd)
 
-    def release(self, timeout: float) -> int:
-        """Wait (at most `timeout` seconds) until no other process can still take one of these
-        locks without waiting first, then close them all. Returns how many openers were still
-        not waiting when time ran out (0 is the normal case).
+    def release(self, deadline: float) -> int:
+        """Wait (until the monotonic `deadline` at the latest) until no other process can
+        still take one of these locks without waiting first, then close them all. Returns how
+        many openers were still not waiting when time ran out (0 is the normal case).
 
-        When we cannot see (blind, or no /proc/locks), we hold for the whole timeout: a client in
-        the gap calls flock() within microseconds of being scheduled, finds the lock held and
-        waits, which is safe; only one stalled for longer than the timeout is not."""
+        A clean scan is confirmed by a second one a moment later: a client inside its open()
+        call when we unlinked the name shows its fd only once that call returns. When we cannot
+        see (blind, or no /proc/locks), we hold until the deadline: a client in the gap calls
+        flock() within microseconds of being scheduled, finds the lock held and waits, which is
+        safe; only one stalled for longer than the deadline is not."""
         if not self.fds:
             return 0
         try:
             targets = {(st.st_dev, st.st_ino) for st in map(os.fstat, self.fds)}
-            deadline = time.monotonic() + timeout
+            clean_scans = 0
             while True:
                 pending, blind = openers(targets)
                 if pending:
@@ -132,7 +165,8 @@ class HeldLocks:
                         blind = True
                     else:
                         pending -= table[1]
-                if not pending and not blind:
+                clean_scans = clean_scans + 1 if not pending and not blind else 0
+                if clean_scans >= 2:
                     return 0
                 if time.monotonic() >= deadline:
                     return len(pending)

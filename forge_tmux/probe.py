@@ -183,19 +183,19 @@ def bound_files() -> frozenset[tuple[int, int]] | None:
                 if kind == _NLMSG_ERROR or length < 16:
                     return None
                 # Attributes follow struct unix_diag_msg (16 bytes) after the 16-byte header.
-                attr, end = offset + 32, offset + length
+                attr, end = offset + 32, min(offset + length, len(data))
                 while attr + 4 <= end:
                     attr_len, attr_type = struct.unpack_from("=HH", data, attr)
                     if attr_len < 4:
                         break
-                    if attr_type == _UNIX_DIAG_VFS:
+                    if attr_type == _UNIX_DIAG_VFS and attr + 12 <= end:
                         ino, kdev = struct.unpack_from("=II", data, attr + 4)
                         # The kernel reports its internal dev_t: major << 20 | minor.
                         found.add((os.makedev(kdev >> 20, kdev & 0xFFFFF), ino))
                     attr += (attr_len + 3) & ~3
                 offset += (length + 3) & ~3
-    except OSError:
-        return None
+    except (OSError, struct.error):
+        return None  # unavailable or malformed: the caller falls back on the other checks
     finally:
         nl.close()
 

@@ -158,12 +158,12 @@ def sweep(
 ) -> SweepResult:
     """Sweep every directory; `protected` socket names are reported, never removed.
 
-    `timeout` bounds every wait: the probes of the whole run share one budget, and each release
-    of retired lock files waits at most that long for a tmux client to reach its lock.
+    `timeout` bounds the waits: the probes of the whole run share one budget, and all releases of
+    retired lock files together wait at most that long for tmux clients to reach their locks.
     """
     started = time.perf_counter()
     result = SweepResult()
-    run = _Run(Budget(timeout), timeout, dry_run, frozenset(protected))
+    run = _Run(Budget(timeout), timeout, dry_run, frozenset(protected), [])
     seen: set[str] = set()
     for path in dirs:
         real = os.path.abspath(path)
@@ -188,6 +188,13 @@ class _Run(NamedTuple):
     timeout: float
     dry_run: bool
     protected: frozenset[str]
+    # One --timeout for all the waits of a run on tmux clients, set when the first wait starts.
+    release_by: list[float]
+
+    def release_deadline(self) -> float:
+        if not self.release_by:
+            self.release_by.append(time.monotonic() + self.timeout)
+        return self.release_by[0]
 
 
 def _sweep_dir(dir_fd: int, dir_path: str, result: SweepResult, run: _Run) -> DirResult:
@@ -228,14 +235,14 @@ def _sweep_dir(dir_fd: int, dir_path: str, result: SweepResult, run: _Run) -> Di
             batch = candidates[first : first + size]
             result.sockets.extend(_remove_batch(dir_fd, dir_path, batch, held))
         finally:
-            result.lock_waits_timed_out += held.release(run.timeout)
+            result.lock_waits_timed_out += held.release(run.release_deadline())
     orphans = [n for n in lock_files if n[: -len(LOCK_SUFFIX)] not in present]
     held = HeldLocks()
     try:
         for name in orphans:
             result.locks_removed += _retire_orphan_lock(dir_fd, name, held)
     finally:
-        result.lock_waits_timed_out += held.release(run.timeout)
+        result.lock_waits_timed_out += held.release(run.release_deadline())
     return DirResult(dir_path, DirStatus.SWEPT, "")
 
 
@@ -360,55 +367,123 @@ def _lock_and_recheck(
     return None, lock_fd, now
 
 
+QUARANTINE_PREFIX = ".forge-tmux-sweep-"
+
+
+class _Candidate(NamedTuple):
+    name: str
+    now: os.stat_result  # what the re-check under the lock judged
+    lock_fd: int
+    quarantine: str = ""  # the private name it was moved to, once moved
+
+
 def _remove_batch(
     dir_fd: int, dir_path: str, batch: list[tuple[str, os.stat_result]], held: HeldLocks
 ) -> list[SocketResult]:
-    """Lock and re-check every candidate of the batch, ask the kernel once which files are
-    bound, then unlink. Retired lock files go to `held`, released by the caller."""
+    """Lock and re-check every candidate of the batch, move each out of the way, ask the kernel
+    once which files are bound, then unlink what is still the stale file. Retired lock files go
+    to `held`, released by the caller.
+
+    Why the move: a server re-binding on SIGUSR1 takes no lock; it unlinks whatever is at its
+    path and binds a new socket there, possibly with the same inode number. Unlinking by name
+    after the checks could remove that new socket. rename() moves exactly one file atomically, so
+    whatever a server binds at the real name afterwards is never touched, and a file that turns
+    out to be live (bound, accepting, or not the inode we judged) is put back with link(), which
+    never replaces anything.
+    """
     results: list[SocketResult] = []
-    locked: list[tuple[str, os.stat_result, int]] = []
+    pending: list[_Candidate] = []
     try:
         for name, st in batch:
             verdict, lock_fd, now = _lock_and_recheck(dir_fd, dir_path, name, st)
             if verdict is not None:
                 results.append(verdict)
             elif now is not None:
-                locked.append((name, now, lock_fd))
-        # Refused is also what a server says between its bind() and its listen(). The lock
-        # keeps tmux clients out, not a server re-binding on SIGUSR1; the kernel knows whether
-        # any socket is bound to these very files.
-        bound = bound_files() if locked else None
-        locked.reverse()  # pop() from the end, in directory order
-        while locked:
-            name, now, lock_fd = locked.pop()
-            results.append(_unlink_locked(dir_fd, dir_path, name, now, lock_fd, bound, held))
+                pending.append(_Candidate(name, now, lock_fd))
+        moved: list[_Candidate] = []
+        while pending:
+            candidate = pending.pop(0)
+            quarantine, failure = _quarantine(dir_fd, dir_path, candidate.name)
+            if failure is not None:
+                results.append(failure)
+                os.close(candidate.lock_fd)
+            else:
+                moved.append(candidate._replace(quarantine=quarantine))
+        pending = moved
+        # Refused is also what a server says between its bind() and its listen(); the kernel
+        # knows whether any socket is bound to these very files.
+        bound = bound_files() if pending else None
+        while pending:
+            results.append(_settle(dir_fd, dir_path, pending.pop(0), bound, held))
     finally:
-        for _, _, lock_fd in locked:
-            os.close(lock_fd)
+        for candidate in pending:  # only on an exception: put back what was moved
+            if candidate.quarantine:
+                _restore(dir_fd, candidate.quarantine, candidate.name)
+            os.close(candidate.lock_fd)
     return results
 
 
-def _unlink_locked(
+def _quarantine(dir_fd: int, dir_path: str, name: str) -> tuple[str, SocketResult | None]:
+    import secrets  # noqa: PLC0415 - only when there is something to remove
+
+    path = os.path.join(dir_path, name)
+    quarantine = f"{QUARANTINE_PREFIX}{os.getpid()}-{secrets.token_hex(6)}"
+    try:
+        os.rename(name, quarantine, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
+    except FileNotFoundError:
+        return "", SocketResult(path, SocketState.STALE, False, "vanished before removal")
+    except OSError as exc:
+        reason = f"could not remove: {exc.strerror or exc}"
+        return "", SocketResult(path, SocketState.STALE, False, reason, failed=True)
+    return quarantine, None
+
+
+def _restore(dir_fd: int, quarantine: str, name: str) -> bool:
+    """Put a moved file back under its name, never replacing what may be there now."""
+    try:
+        os.link(quarantine, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd, follow_symlinks=False)
+        os.unlink(quarantine, dir_fd=dir_fd)
+    except OSError:
+        return False
+    return True
+
+
+def _settle(
     dir_fd: int,
     dir_path: str,
-    name: str,
-    now: os.stat_result,
-    lock_fd: int,
+    candidate: _Candidate,
     bound: frozenset[FileKey] | None,
     held: HeldLocks,
 ) -> SocketResult:
+    """Unlink the moved file if it is still the stale socket we judged, else put it back."""
+    name, now, lock_fd, quarantine = candidate
     path = os.path.join(dir_path, name)
     retired = False
     try:
-        if bound is not None and (now.st_dev, now.st_ino) in bound:
-            reason = "a server is bound to it and starting (not yet listening); kept"
-            return SocketResult(path, SocketState.SKIPPED, False, reason)
+        keep = ""
         try:
-            os.unlink(name, dir_fd=dir_fd)
-        except FileNotFoundError:
+            moved = os.lstat(quarantine, dir_fd=dir_fd)
+        except OSError:
             return SocketResult(path, SocketState.STALE, False, "vanished before removal")
+        if (moved.st_dev, moved.st_ino) != (now.st_dev, now.st_ino) or not stat.S_ISSOCK(
+            moved.st_mode
+        ):
+            keep = "replaced while being removed (a server re-bound it); kept"
+        elif bound is not None and (moved.st_dev, moved.st_ino) in bound:
+            keep = "a server is bound to it (starting, or re-bound on SIGUSR1); kept"
+        else:
+            target = connect_path(dir_fd, dir_path, quarantine)
+            if target is None or probe_connect(target).state is not SocketState.STALE:
+                keep = "a server answers on it (re-bound while being removed); kept"
+        if keep:
+            if _restore(dir_fd, quarantine, name):
+                return SocketResult(path, SocketState.SKIPPED, False, keep)
+            lost = f"{keep}, but it could not be put back: it is now {quarantine}"
+            return SocketResult(path, SocketState.SKIPPED, False, lost, failed=True)
+        try:
+            os.unlink(quarantine, dir_fd=dir_fd)
         except OSError as exc:
-            reason = f"could not remove: {exc.strerror or exc}"
+            reason = f"could not remove: {exc.strerror or exc} (left as {quarantine})"
             return SocketResult(path, SocketState.STALE, False, reason, failed=True)
         retired = _unlink_lock_if_alone(dir_fd, name + LOCK_SUFFIX, lock_fd, name)
         reason = "removed: no server listening (connection refused, re-checked under lock)"

@@ -269,7 +269,7 @@ def as_user(uid: int, fn: Callable[[], Any]) -> Any:
 
     The interpreter lives under /root (mode 0700) on these machines, so modules the code imports
     lazily are imported here first: after the uid switch they could not be read."""
-    for module in ("resource", "select", "socket", "struct", "fcntl"):
+    for module in ("resource", "secrets", "select", "socket", "struct", "fcntl"):
         importlib.import_module(module)
     read_end, write_end = os.pipe()
     pid = os.fork()

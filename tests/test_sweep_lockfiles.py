@@ -18,12 +18,17 @@ import time
 import pytest
 from conftest import (
     TmuxEnv,
+    as_user,
     lock_held_elsewhere,
     make_stale_socket,
+    needs_root,
     needs_tmux,
     tmux_processes,
     wait_for,
 )
+
+from forge_tmux import sweep as core
+from forge_tmux.locks import parse_locks
 
 # The client half of tmux 3.3a's client_get_lock(), paused between open() and flock() until it
 # reads a line on stdin. It reports whether the lock it ends up with is real or a ghost.
@@ -176,10 +181,14 @@ def test_real_tmux_paused_between_open_and_flock(tmux_env: TmuxEnv) -> None:
     )
     try:
         time.sleep(0.3)  # X has opened the lock file and sits in its delayed flock()
+        swept_at = time.monotonic()
         sweeper = start_sweep(tmux_env, "--timeout", "10")
         time.sleep(0.7)
         y = tmux_env.tmux("-L", "s", "new-session", "-d", "-s", "Y", "sleep 1000", timeout=30)
         assert sweeper.wait(timeout=30) == 0
+        # The window was really hit: the sweep held the retired lock until X waited on it
+        # (X's flock calls are delayed 0.8 s each); a sweep that releases at once takes ~0.1 s.
+        assert time.monotonic() - swept_at >= 0.8
         wait_for(lambda: tmux_env.tmux("-L", "s", "has-session", "-t", "=X").returncode == 0, 20)
         time.sleep(1)  # let X's server finish whatever it was doing
         sessions = tmux_env.tmux("-L", "s", "list-sessions", "-F", "#{session_name}")
@@ -192,3 +201,63 @@ def test_real_tmux_paused_between_open_and_flock(tmux_env: TmuxEnv) -> None:
             os.kill(pid, signal.SIGKILL)
         x.kill()
         x.wait()
+
+
+def test_parse_proc_locks() -> None:
+    text = (
+        "1: FLOCK  ADVISORY  WRITE 7864 fe:00:2146372 0 EOF\n"
+        "1: -> FLOCK  ADVISORY  WRITE 7913 fe:00:2146372 0 EOF\n"
+        "2: POSIX  ADVISORY  WRITE 555 00:1a:99 0 EOF\n"
+        "3: FLOCK  ADVISORY  WRITE 12 103:05:77 0 EOF\n"
+        "garbage\n"
+    )
+    held, waiting = parse_locks(text)
+    assert held == {(os.makedev(0xFE, 0), 2146372), (os.makedev(0x103, 5), 77)}
+    assert waiting == {(7913, (os.makedev(0xFE, 0), 2146372))}
+
+
+@needs_root
+def test_a_client_it_cannot_inspect_makes_it_hold_the_whole_timeout(tmux_env: TmuxEnv) -> None:
+    """A client of the same uid but another gid: its fd links are unreadable (the kernel's
+    ptrace check), so the sweep cannot tell whether it is in the open-to-flock gap and must hold
+    the retired lock for the whole --timeout rather than release at once."""
+    nobody, other_gid = 65534, 65533
+    sockdir = os.path.join(tmux_env.root, f"tmux-{nobody}")
+    os.mkdir(sockdir, 0o700)
+    sock = os.path.join(sockdir, "s")
+    make_stale_socket(sock)
+    os.chown(sock, nobody, nobody)
+    os.chown(sockdir, nobody, nobody)
+    # Named "tmux" like a real client (the kernel names a process after its executable's file).
+    as_tmux = os.path.join(tmux_env.root, "tmux")
+    os.symlink("/usr/bin/python3", as_tmux)
+    client = subprocess.Popen(
+        [
+            shutil.which("setpriv") or "setpriv",
+            f"--reuid={nobody}",
+            f"--regid={other_gid}",
+            "--clear-groups",
+            as_tmux,
+            "-c",
+            MODEL_CLIENT,
+            sock + ".lock",
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert client.stdout is not None
+        assert client.stdout.readline().strip() == "opened"
+
+        def sweep_as_nobody() -> dict[str, float]:
+            started = time.monotonic()
+            result = core.sweep([sockdir], timeout=1.5)
+            return {"elapsed": time.monotonic() - started, "removed": result.removed}
+
+        outcome = as_user(nobody, sweep_as_nobody)
+    finally:
+        client.kill()
+        client.wait()
+    assert outcome["removed"] == 1, outcome
+    assert outcome["elapsed"] >= 1.4, outcome

@@ -245,7 +245,7 @@ def test_server_between_bind_and_listen_is_kept(tmux_env: TmuxEnv, cli) -> None:
         assert result.code == 0, result.err
         entry = by_path(result.json())[path]
         assert entry["state"] == "skipped"
-        assert "bound to it and starting" in entry["reason"]
+        assert "a server is bound to it" in entry["reason"]
         assert os.path.exists(path)
         binder.listen(1)  # the "server" finishes starting and is reachable at its path
         assert probe_path(path).state is SocketState.LIVE

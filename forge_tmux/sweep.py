@@ -23,6 +23,7 @@ import fcntl
 import os
 import stat
 import time
+from collections import deque
 from collections.abc import Iterable
 from enum import StrEnum
 from typing import NamedTuple
@@ -392,7 +393,7 @@ def _remove_batch(
     never replaces anything.
     """
     results: list[SocketResult] = []
-    pending: list[_Candidate] = []
+    pending: deque[_Candidate] = deque()
     try:
         for name, st in batch:
             verdict, lock_fd, now = _lock_and_recheck(dir_fd, dir_path, name, st)
@@ -400,10 +401,12 @@ def _remove_batch(
                 results.append(verdict)
             elif now is not None:
                 pending.append(_Candidate(name, now, lock_fd))
-        moved: list[_Candidate] = []
+        moved: deque[_Candidate] = deque()
+        tag = _quarantine_tag()
         while pending:
-            candidate = pending.pop(0)
-            quarantine, failure = _quarantine(dir_fd, dir_path, candidate.name)
+            candidate = pending.popleft()
+            quarantine = f"{tag}-{len(moved)}"
+            failure = _quarantine(dir_fd, dir_path, candidate.name, quarantine)
             if failure is not None:
                 results.append(failure)
                 os.close(candidate.lock_fd)
@@ -414,7 +417,7 @@ def _remove_batch(
         # knows whether any socket is bound to these very files.
         bound = bound_files() if pending else None
         while pending:
-            results.append(_settle(dir_fd, dir_path, pending.pop(0), bound, held))
+            results.append(_settle(dir_fd, dir_path, pending.popleft(), bound, held))
     finally:
         for candidate in pending:  # only on an exception: put back what was moved
             if candidate.quarantine:
@@ -423,19 +426,24 @@ def _remove_batch(
     return results
 
 
-def _quarantine(dir_fd: int, dir_path: str, name: str) -> tuple[str, SocketResult | None]:
+def _quarantine_tag() -> str:
+    """A private name prefix for one batch: nobody else can guess it (rename() replaces)."""
     import secrets  # noqa: PLC0415 - only when there is something to remove
 
+    return f"{QUARANTINE_PREFIX}{os.getpid()}-{secrets.token_hex(8)}"
+
+
+def _quarantine(dir_fd: int, dir_path: str, name: str, quarantine: str) -> SocketResult | None:
+    """Move `name` to `quarantine`; a result only when that failed."""
     path = os.path.join(dir_path, name)
-    quarantine = f"{QUARANTINE_PREFIX}{os.getpid()}-{secrets.token_hex(6)}"
     try:
         os.rename(name, quarantine, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
     except FileNotFoundError:
-        return "", SocketResult(path, SocketState.STALE, False, "vanished before removal")
+        return SocketResult(path, SocketState.STALE, False, "vanished before removal")
     except OSError as exc:
         reason = f"could not remove: {exc.strerror or exc}"
-        return "", SocketResult(path, SocketState.STALE, False, reason, failed=True)
-    return quarantine, None
+        return SocketResult(path, SocketState.STALE, False, reason, failed=True)
+    return None
 
 
 def _restore(dir_fd: int, quarantine: str, name: str) -> bool:
@@ -469,8 +477,10 @@ def _settle(
             moved.st_mode
         ):
             keep = "replaced while being removed (a server re-bound it); kept"
-        elif bound is not None and (moved.st_dev, moved.st_ino) in bound:
-            keep = "a server is bound to it (starting, or re-bound on SIGUSR1); kept"
+        elif bound is not None:
+            # A listening socket is always bound: the kernel's answer covers connect() too.
+            if (moved.st_dev, moved.st_ino) in bound:
+                keep = "a server is bound to it (starting, or re-bound on SIGUSR1); kept"
         else:
             target = connect_path(dir_fd, dir_path, quarantine)
             if target is None or probe_connect(target).state is not SocketState.STALE:

@@ -57,6 +57,9 @@ class FakeBotAPI:
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
         self._closing = False
+        # Open client connections: stop() cuts them, as a real outage would (keep-alive
+        # connections otherwise outlive the listening socket).
+        self._connections: set[socket.socket] = set()
 
     # --- life cycle ---------------------------------------------------------------------------
 
@@ -77,6 +80,16 @@ class FakeBotAPI:
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+
+            def setup(self) -> None:
+                super().setup()
+                with fake._cond:
+                    fake._connections.add(self.connection)
+
+            def finish(self) -> None:
+                with fake._cond:
+                    fake._connections.discard(self.connection)
+                super().finish()
 
             def do_POST(self) -> None:
                 fake._handle(self)
@@ -106,6 +119,11 @@ class FakeBotAPI:
             self._server.shutdown()
             self._server.server_close()
             self._server = None
+        with self._cond:
+            connections, self._connections = list(self._connections), set()
+        for connection in connections:
+            with contextlib.suppress(OSError):
+                connection.shutdown(socket.SHUT_RDWR)
 
     def __enter__(self) -> FakeBotAPI:
         return self.start() if self._server is None else self

@@ -161,6 +161,34 @@ def test_api_down_at_start_then_up(
     assert took < 5
 
 
+def test_api_down_later_then_back(
+    tmux_env: TmuxEnv, start_bot: Callable[[str], BotProcess]
+) -> None:
+    """The network goes away while the bot long-polls, then comes back: the bot keeps running
+    and serves the next command, without a restart."""
+    fake = FakeBotAPI().start()
+    try:
+        bot = start_bot(fake.base_url)
+        polling(fake, timeout=30)
+        fake.add_command("/help", user_id=ALICE)
+        fake.wait_messages(1)
+        fake.stop()  # connections refused from now on
+        time.sleep(3)
+        assert bot.proc.poll() is None  # still running: waiting for the network, not dead
+        fake.start()  # same port, same update numbering
+        fake.add_command("/help", user_id=ALICE)
+        replies = fake.wait_messages(2, timeout=60)
+        assert "/spawn NAME [PROFILE]" in replies[1]
+        code, took = bot.stop()
+    finally:
+        fake.stop()
+    assert code == 0
+    assert took < 5
+    log = bot.log()
+    assert "Telegram unreachable, retrying" in log  # the outage really happened
+    assert "Traceback" not in log
+
+
 def test_rejected_token_exits_2_without_showing_it(
     tmux_env: TmuxEnv, start_bot: Callable[[str], BotProcess]
 ) -> None:

@@ -72,6 +72,7 @@ def fake_tmux_env(env: TmuxEnv, mode: str) -> tuple[dict[str, str], str]:
         "FAKE_TMUX_REAL": TMUX,
         "FAKE_TMUX_MODE": mode,
         "FAKE_TMUX_COUNT": count,
+        "FAKE_TMUX_PYTHON": sys.executable,
     }
     return fake, count
 
@@ -162,6 +163,21 @@ def test_lying_new_session_is_detected_cleaned_and_retried(tmux_env: TmuxEnv, cl
     assert data["ok"] is True
     assert data["attempts"] == 2
     assert data["message"] == "spawned build on spawn-build (attempt 2)"
+    assert read_count(count) == 2
+    assert has_session(tmux_env, "spawn-build", "build")
+
+
+def test_poisoned_socket_after_a_lie_is_cleaned_by_the_retry_sweep(
+    tmux_env: TmuxEnv, cli: Cli
+) -> None:
+    """The first attempt leaves a stale socket behind and lies (exit 0, nothing created): the
+    harness must sweep again before its one retry, and say that it cleaned."""
+    env, count = fake_tmux_env(tmux_env, "poison-once")
+    code, data = spawn_json(cli, "build", "--", *SLEEP, env=env)
+    assert code == 0, data
+    assert data["attempts"] == 2
+    assert data["cleaned"] == 1  # only the sweep between the attempts could have found it
+    assert "after cleaning 1 stale socket" in data["message"]
     assert read_count(count) == 2
     assert has_session(tmux_env, "spawn-build", "build")
 

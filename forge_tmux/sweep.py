@@ -10,10 +10,10 @@ Safety rules, in the order they are applied:
   held lock means a client is starting a server right now) and only after a re-check under the
   lock: same inode, still a socket, still ours, connect still refused. A tmux client that wants
   the path waits on that same lock and re-tries connect() after it, so it cannot be overtaken.
-- Just before the unlink, the kernel is asked (sock_diag) whether any socket is bound to that
-  very file: a server between bind() and listen() is refused like a stale one, and a client that
-  raced a lock file's removal (it opened the old lock file, we unlinked it, its flock then
-  succeeded on the orphaned inode) starts its server without the lock excluding anyone.
+- Each candidate is then moved to a private name (rename() is atomic) and checked there: same
+  inode, and no socket bound to it (sock_diag: a server between bind() and listen() is refused
+  like a stale file), else connect still refused. A server that binds the real name without the
+  lock (SIGUSR1) is never touched; a moved file that turns out live is put back with link().
 - Lock files are removed only while we hold them and only when no socket is beside them, and
   the lock is released only once no tmux client can take it without waiting first
   (forge_tmux.locks explains why); so the sweep leaves no debris behind.
@@ -164,7 +164,7 @@ def sweep(
     """
     started = time.perf_counter()
     result = SweepResult()
-    run = _Run(Budget(timeout), timeout, dry_run, frozenset(protected), [])
+    run = _Run(Budget(timeout), timeout, dry_run, frozenset(protected))
     seen: set[str] = set()
     for path in dirs:
         real = os.path.abspath(path)
@@ -184,18 +184,25 @@ def sweep(
     return result
 
 
-class _Run(NamedTuple):
-    budget: Budget
-    timeout: float
-    dry_run: bool
-    protected: frozenset[str]
-    # One --timeout for all the waits of a run on tmux clients, set when the first wait starts.
-    release_by: list[float]
+class _Run:
+    """The settings of one sweep, and its one deadline for waiting on tmux clients."""
+
+    __slots__ = ("_release_by", "budget", "dry_run", "protected", "timeout")
+
+    def __init__(
+        self, budget: Budget, timeout: float, dry_run: bool, protected: frozenset[str]
+    ) -> None:
+        self.budget = budget
+        self.timeout = timeout
+        self.dry_run = dry_run
+        self.protected = protected
+        self._release_by: float | None = None
 
     def release_deadline(self) -> float:
-        if not self.release_by:
-            self.release_by.append(time.monotonic() + self.timeout)
-        return self.release_by[0]
+        """All waits of a run on tmux clients share one --timeout, counted from the first."""
+        if self._release_by is None:
+            self._release_by = time.monotonic() + self.timeout
+        return self._release_by
 
 
 def _sweep_dir(dir_fd: int, dir_path: str, result: SweepResult, run: _Run) -> DirResult:

@@ -196,7 +196,7 @@ def test_sweep_copes_with_a_tree_that_changes_underneath(tmux_env: TmuxEnv) -> N
     try:
         os.unlink(os.path.join(d, "a"))
         result = core.SweepResult()
-        run = core._Run(core.Budget(1), 1.0, False, frozenset(), [])
+        run = core._Run(core.Budget(1), 1.0, False, frozenset())
         core._sweep_dir(fd, d, result, run)
     finally:
         os.close(fd)

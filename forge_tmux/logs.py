@@ -11,6 +11,8 @@ import os
 import re
 import sys
 
+from forge_tmux import secret
+
 NOTICE = 25
 logging.addLevelName(NOTICE, "NOTICE")
 
@@ -20,8 +22,9 @@ _TOKEN = re.compile(r"\d{5,}:[A-Za-z0-9_-]{20,}")
 
 
 def redact(text: str) -> str:
-    """Remove anything that looks like a Telegram bot token."""
-    return _TOKEN.sub("<token>", text)
+    """Remove the secrets forge-tmux has read, literally and whatever their shape, and anything
+    else that looks like a Telegram bot token (another bot's, say, in an error text)."""
+    return _TOKEN.sub("<token>", secret.hide(text))
 
 
 def stderr_is_journal() -> bool:

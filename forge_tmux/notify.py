@@ -29,6 +29,7 @@ import time
 from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Final, NamedTuple
 
+from forge_tmux import secret
 from forge_tmux.errors import UsageError
 from forge_tmux.logs import redact
 from forge_tmux.paths import state_dir
@@ -128,11 +129,20 @@ def resolve(cfg: TelegramConfig, environ: Mapping[str, str] | None = None) -> Te
     if token is None and credential is not None:
         # systemd owns the mode of credentials (0400, ours); no mode check to make.
         token = read_token_file(credential, check_mode=False)
+    secret.add(token)  # from now on redacted in logs and kept from every tmux server
     chat_id = env.get("FORGE_TMUX_TELEGRAM_CHAT_ID", "").strip() or cfg.chat_id
     api_url = env.get("FORGE_TMUX_TELEGRAM_API_URL", "").strip() or cfg.api_url or DEFAULT_API_URL
     if not api_url.startswith(("http://", "https://")):
         raise UsageError(f"telegram API URL must start with http:// or https://: {api_url}")
     return TelegramSettings(token, chat_id, api_url, cfg.timeout)
+
+
+def hold_token_secret(cfg: TelegramConfig) -> None:
+    """Read the configured token only to keep it secret (a spawn that does not notify: no
+    session may inherit it, under any variable name). What cannot be read cannot be handed on
+    by us either, so a token file that is refused is not an error here."""
+    with contextlib.suppress(UsageError):
+        resolve(cfg)
 
 
 # --- text -------------------------------------------------------------------------------------

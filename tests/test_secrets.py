@@ -1,0 +1,143 @@
+"""Secrets never reach a spawned session, and never a log line, whatever their shape.
+
+Real tmux servers in the test's private TMUX_TMPDIR, started through `forge-tmux spawn`; what a
+session can see is read twice: from the pane (the session runs `env`, the pane is captured) and
+from the server's global environment (`show-environment -g`).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from collections.abc import Callable, Iterator
+
+import pytest
+from conftest import CliResult, TmuxEnv, needs_tmux
+from fake_bot_api import TOKEN
+
+from forge_tmux import logs, secret, tmux
+from forge_tmux.config import TelegramConfig
+from forge_tmux.notify import hold_token_secret, resolve
+
+Cli = Callable[..., CliResult]
+SHORT_TOKEN = "12345:SHORTsecretZZ"  # not token-shaped: the pattern alone misses it
+FILE_TOKEN = "777777:FILEtokenFILEtokenFILEtoken"
+MARKER = "FORGE_TEST_MARKER=visible"  # proves the reading works: it must be seen
+
+
+@pytest.fixture(autouse=True)
+def no_secrets() -> Iterator[None]:
+    secret.forget_all()
+    yield
+    secret.forget_all()
+
+
+def session_view(env: TmuxEnv, socket: str, session: str = "probe") -> tuple[str, str]:
+    """(the pane's text, the server's global environment) of a session that ran `env`."""
+    pane = env.tmux("-L", socket, "capture-pane", "-p", "-J", "-S", "-", "-t", f"={session}:")
+    global_env = env.tmux("-L", socket, "show-environment", "-g")
+    assert pane.returncode == 0, pane.stderr
+    assert global_env.returncode == 0, global_env.stderr
+    return pane.stdout, global_env.stdout
+
+
+def spawn_env_dump(cli: Cli, env: dict[str, str]) -> CliResult:
+    # --wait-for the marker: the pane has printed the whole environment before we read it.
+    marker = MARKER.split("=", maxsplit=1)[0]
+    command = ["/bin/sh", "-c", "env | sort; exec sleep 100000"]
+    return cli("spawn", "probe", "--wait-for", marker, "--", *command, env=env)
+
+
+def assert_clean(text: str, *tokens: str) -> None:
+    assert MARKER in text
+    for token in tokens:
+        assert token not in text
+        assert token.split(":", 1)[1] not in text
+    assert "FORGE_TMUX_TELEGRAM_" not in text
+    assert "CREDENTIALS_DIRECTORY" not in text
+
+
+@needs_tmux
+def test_spawn_hands_no_secret_to_the_session(tmux_env: TmuxEnv, cli: Cli) -> None:
+    creds = os.path.join(tmux_env.root, "creds")
+    os.mkdir(creds, 0o700)
+    env = dict(
+        tmux_env.env,
+        FORGE_TMUX_TELEGRAM_TOKEN=TOKEN,
+        FORGE_TMUX_TELEGRAM_CHAT_ID="4242",
+        CREDENTIALS_DIRECTORY=creds,
+        MY_COPY_OF_THE_TOKEN=f"x{TOKEN}x",  # the same secret under a name we cannot know
+    )
+    env.update([MARKER.split("=")])
+    result = spawn_env_dump(cli, env)
+    assert result.code == 0, result.err
+    for text in session_view(tmux_env, "spawn-probe"):
+        assert_clean(text, TOKEN)
+        assert "MY_COPY_OF_THE_TOKEN" not in text
+
+
+@needs_tmux
+def test_the_configured_token_file_value_is_kept_out_too(tmux_env: TmuxEnv, cli: Cli) -> None:
+    token_file = os.path.join(tmux_env.root, "token")
+    with open(token_file, "w") as fh:
+        fh.write(FILE_TOKEN + "\n")
+    os.chmod(token_file, 0o600)
+    config_dir = os.path.join(tmux_env.env["XDG_CONFIG_HOME"], "forge-tmux")
+    os.makedirs(config_dir)
+    with open(os.path.join(config_dir, "config.toml"), "w") as fh:
+        fh.write(f'[telegram]\ntoken_file = "{token_file}"\n')
+    env = dict(tmux_env.env, LEAKED=FILE_TOKEN)  # spawn without --notify: still kept out
+    env.update([MARKER.split("=")])
+    result = spawn_env_dump(cli, env)
+    assert result.code == 0, result.err
+    for text in session_view(tmux_env, "spawn-probe"):
+        assert_clean(text, FILE_TOKEN)
+        assert "LEAKED" not in text
+
+
+def test_clean_env_drops_secrets_by_name_and_by_value() -> None:
+    resolve(TelegramConfig(chat_id="1"), {"FORGE_TMUX_TELEGRAM_TOKEN": SHORT_TOKEN})
+    env = {
+        "PATH": "/bin",
+        "TMUX": "/tmp/x,1,0",
+        "FORGE_TMUX_TELEGRAM_API_URL": "http://127.0.0.1/bot",
+        "CREDENTIALS_DIRECTORY": "/run/credentials/x",
+        "COPY": f"Bearer {SHORT_TOKEN}",
+        "FORGE_TMUX_STATE_DIR": "/state",
+    }
+    assert tmux.clean_env(env) == {"PATH": "/bin", "FORGE_TMUX_STATE_DIR": "/state"}
+
+
+def test_an_unreadable_token_file_is_no_error_when_only_held_secret(tmp_path: str) -> None:
+    hold_token_secret(TelegramConfig(token_file=os.path.join(tmp_path, "missing")))
+    assert secret.values() == ()
+
+
+def test_redaction_is_literal_whatever_the_shape() -> None:
+    odd = "12345:has/slash?and space"
+    resolve(TelegramConfig(chat_id="1"), {"FORGE_TMUX_TELEGRAM_TOKEN": SHORT_TOKEN})
+    secret.add(odd)
+    text = (
+        f"InvalidToken: The token `{SHORT_TOKEN}` was rejected; "
+        f"url http://h/bot12345%3Ahas%2Fslash%3Fand%20space/getMe; raw {odd}; "
+        "another bot's 987654321:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"
+    )
+    redacted = logs.redact(text)
+    assert "SHORTsecret" not in redacted
+    assert "slash" not in redacted
+    assert "AAAAAAAAAAAAAAAAAAAA" not in redacted
+    assert redacted.count("<token>") == 4
+
+
+def test_a_logged_exception_is_redacted(capsys: pytest.CaptureFixture[str]) -> None:
+    secret.add(SHORT_TOKEN)
+    formatter = logs._Formatter(journal=False)
+    try:
+        raise ValueError(f"The token `{SHORT_TOKEN}` was rejected")
+    except ValueError:
+        record = logging.LogRecord("x", logging.ERROR, __file__, 1, "failed", None, None)
+        record.exc_info = sys.exc_info()
+    text = formatter.format(record)
+    assert "Traceback" in text
+    assert "SHORTsecret" not in text

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import subprocess
 import sys
 from collections.abc import Callable, Iterator
 
@@ -141,3 +142,26 @@ def test_a_logged_exception_is_redacted(capsys: pytest.CaptureFixture[str]) -> N
     text = formatter.format(record)
     assert "Traceback" in text
     assert "SHORTsecret" not in text
+
+
+def test_what_escapes_the_logger_is_redacted_too() -> None:
+    """An exception nothing caught (main thread or another) and a warning: their text goes to
+    stderr through the same redaction."""
+    code = (
+        "import threading, warnings\n"
+        "from forge_tmux import logs, secret\n"
+        "logs.setup()\n"
+        f"secret.add({SHORT_TOKEN!r})\n"
+        "def fail():\n"
+        f"    raise RuntimeError('in a thread: {SHORT_TOKEN}')\n"
+        "thread = threading.Thread(target=fail)\n"
+        "thread.start()\n"
+        "thread.join()\n"
+        f"warnings.warn('a warning: {SHORT_TOKEN}')\n"
+        f"raise ValueError('The token `{SHORT_TOKEN}` was rejected')\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd="/")
+    assert proc.returncode == 1
+    for seen in ("RuntimeError: in a thread: <token>", "a warning: <token>", "ValueError"):
+        assert seen in proc.stderr
+    assert "SHORTsecret" not in proc.stderr

@@ -124,34 +124,28 @@ def test_sweep_and_boot_deliver_first_on_a_full_state_directory(
     assert outbox == [".lock"]
 
 
-def test_undecodable_argument_is_sent_with_replacement_characters(
-    tg_env: TmuxEnv, fake: FakeBotAPI
+@pytest.mark.parametrize(
+    ("argument", "stdin", "sent"),
+    [
+        (b"caf\xe9 \xff<b>", None, "caf\ufffd \ufffd&lt;b&gt;"),
+        (b"-", b"line \xc3\x28 end\n", "line \ufffd( end\n"),
+    ],
+    ids=["argument", "stdin"],
+)
+def test_undecodable_text_is_sent_with_replacement_characters(
+    tg_env: TmuxEnv, fake: FakeBotAPI, argument: bytes, stdin: bytes | None, sent: str
 ) -> None:
     proc = subprocess.run(
-        [sys.executable, "-m", "forge_tmux", "notify", b"caf\xe9 \xff<b>"],
+        [sys.executable, "-m", "forge_tmux", "notify", argument],
         env=tg_env.env,
+        input=stdin,
+        stdin=None if stdin is not None else subprocess.DEVNULL,
         capture_output=True,
         timeout=60,
         cwd="/",
     )
-    assert proc.returncode == 0, proc.stderr
-    assert fake.messages() == ["caf\ufffd \ufffd&lt;b&gt;"]
-    assert os.listdir(os.path.join(tg_env.env["FORGE_TMUX_STATE_DIR"], "outbox")) == [".lock"]
-
-
-def test_undecodable_stdin_is_sent_with_replacement_characters(
-    tg_env: TmuxEnv, fake: FakeBotAPI
-) -> None:
-    proc = subprocess.run(
-        [sys.executable, "-m", "forge_tmux", "notify", "-"],
-        env=tg_env.env,
-        input=b"line \xc3\x28 end\n",
-        capture_output=True,
-        timeout=60,
-        cwd="/",
-    )
-    assert proc.returncode == 0, proc.stderr
-    assert fake.messages() == ["line \ufffd( end\n"]
+    assert proc.returncode == 0, proc.stderr  # 0.1.0: UnicodeEncodeError or UnicodeDecodeError
+    assert fake.messages() == [sent]
     assert os.listdir(os.path.join(tg_env.env["FORGE_TMUX_STATE_DIR"], "outbox")) == [".lock"]
 
 

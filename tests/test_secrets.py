@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterator
 import pytest
 from conftest import CliResult, TmuxEnv, needs_tmux
 from fake_bot_api import TOKEN
+from telegram_fixtures import write_config
 
 from forge_tmux import logs, secret, tmux
 from forge_tmux.config import TelegramConfig
@@ -59,23 +60,30 @@ def assert_clean(text: str, *tokens: str) -> None:
     assert "CREDENTIALS_DIRECTORY" not in text
 
 
+def assert_spawn_hides(env: TmuxEnv, cli: Cli, token: str, **variables: str) -> None:
+    """`forge-tmux spawn` with `variables` added: neither the pane nor the server's global
+    environment shows the token, a secret variable or any of `variables` (each carries it)."""
+    result = spawn_env_dump(cli, {**env.env, **variables, **dict([MARKER.split("=")])})
+    assert result.code == 0, result.err
+    for text in session_view(env, "spawn-probe"):
+        assert_clean(text, token)
+        for name in variables:
+            assert f"{name}=" not in text
+
+
 @needs_tmux
 def test_spawn_hands_no_secret_to_the_session(tmux_env: TmuxEnv, cli: Cli) -> None:
     creds = os.path.join(tmux_env.root, "creds")
     os.mkdir(creds, 0o700)
-    env = dict(
-        tmux_env.env,
+    assert_spawn_hides(
+        tmux_env,
+        cli,
+        TOKEN,
         FORGE_TMUX_TELEGRAM_TOKEN=TOKEN,
         FORGE_TMUX_TELEGRAM_CHAT_ID="4242",
         CREDENTIALS_DIRECTORY=creds,
         MY_COPY_OF_THE_TOKEN=f"x{TOKEN}x",  # the same secret under a name we cannot know
     )
-    env.update([MARKER.split("=")])
-    result = spawn_env_dump(cli, env)
-    assert result.code == 0, result.err
-    for text in session_view(tmux_env, "spawn-probe"):
-        assert_clean(text, TOKEN)
-        assert "MY_COPY_OF_THE_TOKEN" not in text
 
 
 @needs_tmux
@@ -84,17 +92,9 @@ def test_the_configured_token_file_value_is_kept_out_too(tmux_env: TmuxEnv, cli:
     with open(token_file, "w") as fh:
         fh.write(FILE_TOKEN + "\n")
     os.chmod(token_file, 0o600)
-    config_dir = os.path.join(tmux_env.env["XDG_CONFIG_HOME"], "forge-tmux")
-    os.makedirs(config_dir)
-    with open(os.path.join(config_dir, "config.toml"), "w") as fh:
-        fh.write(f'[telegram]\ntoken_file = "{token_file}"\n')
-    env = dict(tmux_env.env, LEAKED=FILE_TOKEN)  # spawn without --notify: still kept out
-    env.update([MARKER.split("=")])
-    result = spawn_env_dump(cli, env)
-    assert result.code == 0, result.err
-    for text in session_view(tmux_env, "spawn-probe"):
-        assert_clean(text, FILE_TOKEN)
-        assert "LEAKED" not in text
+    write_config(tmux_env, f'[telegram]\ntoken_file = "{token_file}"\n')
+    # A spawn without --notify: the token is read only to be kept out.
+    assert_spawn_hides(tmux_env, cli, FILE_TOKEN, LEAKED=FILE_TOKEN)
 
 
 def test_clean_env_drops_secrets_by_name_and_by_value() -> None:

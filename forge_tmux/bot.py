@@ -273,7 +273,7 @@ class Bot:
                 await self._answer(
                     update,
                     f"rate limit: at most {per_minute} spawns a minute; "
-                    "further /spawn commands are ignored silently until then",
+                    "more /spawn commands in this minute are ignored without an answer",
                 )
             else:
                 log.info("user %s: /spawn %r refused quietly (rate limit)", user_id, args[0])

@@ -91,7 +91,9 @@ class TelegramSettings:
 def read_token_file(path: str, *, check_mode: bool = True) -> str:
     """The token in `path`; a file that group or other may read is refused (UsageError)."""
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        # O_NONBLOCK: a FIFO named as the token file must not hang the open (it is refused
+        # below as not a regular file); on a regular file the flag changes nothing.
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK | os.O_NOCTTY)
     except OSError as exc:
         raise UsageError(f"telegram token file {path}: {exc.strerror or exc}") from None
     with os.fdopen(fd, "rb") as fh:
@@ -362,7 +364,8 @@ def deliver(
         message = fit(text)
         store_error = _put(box, message)
         if store_error:
-            log.warning("%s; delivering the outbox first to make room", store_error)
+            # Said once, at the end, if it still cannot be stored.
+            log.info("%s; delivering the outbox first to make room", store_error)
             late = message
     try:
         result = _deliver_outbox(settings, box, deadline, late)

@@ -78,6 +78,7 @@ def test_a_message_that_does_not_fit_is_not_cut(tg_env: TmuxEnv, fake: FakeBotAP
     assert result.json()["delivered"] == 0
     assert "No space left on device" in result.json()["error"]
     assert "No space left on device" in result.err
+    assert result.err.count("\n") == 1  # said once
     assert fake.messages() == []  # nothing cut reached Telegram
     assert outbox == [".lock"]  # neither the message nor a temporary file
 

@@ -20,6 +20,7 @@ from telegram_fixtures import write_config
 
 from forge_tmux import logs, secret, tmux
 from forge_tmux.config import TelegramConfig
+from forge_tmux.errors import UsageError
 from forge_tmux.notify import hold_token_secret, resolve
 
 Cli = Callable[..., CliResult]
@@ -165,3 +166,12 @@ def test_what_escapes_the_logger_is_redacted_too() -> None:
     for seen in ("RuntimeError: in a thread: <token>", "a warning: <token>", "ValueError"):
         assert seen in proc.stderr
     assert "SHORTsecret" not in proc.stderr
+
+
+def test_a_fifo_as_token_file_is_refused_not_waited_on(tmp_path: str) -> None:
+    # A spawn reads the configured token file to keep its value secret: it must not hang there.
+    fifo = os.path.join(tmp_path, "token")
+    os.mkfifo(fifo, 0o600)
+    with pytest.raises(UsageError, match="not a regular file"):
+        resolve(TelegramConfig(token_file=fifo))
+    hold_token_secret(TelegramConfig(token_file=fifo))  # returns: nothing to hold

@@ -11,6 +11,10 @@ Delivery rules (issue 5):
   the message. It is not retried, now or later: the file moves to `outbox/uncertain/` and a
   warning names it. Sending it again could post it twice; dropping it silently could lose it;
   keeping it aside is the only choice that does neither (see the README).
+- A message is stored whole or not at all (a short write is continued; any error removes the
+  temporary file), so Telegram never gets a message cut by a full disk. A message that cannot be
+  stored does not stop the outbox: what waits is delivered first, which frees space, and the
+  message is stored and sent after it (see docs/security.md).
 - The whole delivery is bounded by `telegram.timeout` (20 s by default) and never raises into the
   job it reports on. python-telegram-bot is imported only when there is a message to send.
 """
@@ -334,7 +338,7 @@ class Delivery(NamedTuple):
 def _pid_exists(pid: int) -> bool:
     try:
         os.kill(pid, 0)
-    except ProcessLookupError:
+    except (ProcessLookupError, OverflowError):  # gone, or no pid at all
         return False
     except OSError:
         return True  # EPERM: it exists, someone else's

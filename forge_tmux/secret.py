@@ -31,6 +31,9 @@ ENV_NAMES: Final = frozenset({"CREDENTIALS_DIRECTORY"})
 # Characters a URL carries as they are: a token made only of these has no encoded form.
 _URL_PLAIN: Final = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789:-_.~")
 
+# Shortest secret looked for inside environment values (see carries_secret).
+MIN_MATCH: Final = 8
+
 _values: tuple[str, ...] = ()
 
 
@@ -61,10 +64,12 @@ def hide(text: str, mark: str = "<token>") -> str:
 
 
 def carries_secret(name: str, value: str) -> bool:
-    """Does the environment variable `name=value` carry one of forge-tmux's secrets?"""
+    """Does the environment variable `name=value` carry one of forge-tmux's secrets? By value
+    only for secrets of MIN_MATCH characters or more: a shorter one is no token Telegram
+    accepts, and it would match innocent values (a placeholder token `x` and HOME=/home/alex)."""
     if name in ENV_NAMES or name.startswith(ENV_PREFIXES):
         return True
-    return any(secret in value for secret in _values)
+    return any(len(secret) >= MIN_MATCH and secret in value for secret in _values)
 
 
 def scrub_env(env: Mapping[str, str]) -> dict[str, str]:

@@ -109,6 +109,8 @@ def test_clean_env_drops_secrets_by_name_and_by_value() -> None:
         "FORGE_TMUX_STATE_DIR": "/state",
     }
     assert tmux.clean_env(env) == {"PATH": "/bin", "FORGE_TMUX_STATE_DIR": "/state"}
+    secret.add("x")  # a placeholder, no token: it must not empty the environment
+    assert tmux.clean_env({"HOME": "/home/alex"}) == {"HOME": "/home/alex"}
 
 
 def test_an_unreadable_token_file_is_no_error_when_only_held_secret(tmp_path: str) -> None:

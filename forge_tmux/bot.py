@@ -11,8 +11,10 @@ profile looked up in the config; it is never part of a command line.
 
 Edited messages never re-run a command (`filters.UpdateType.MESSAGE`, and only `message` updates
 are requested); commands queued while the bot was down are dropped at start-up and any command
-older than `bot.max_command_age` is ignored. Spawns and sweeps run in a worker thread, one at a
-time, so the bot keeps answering `/health` while a session starts.
+older than `bot.max_command_age` is ignored. A forwarded message is someone else's text, whoever
+forwards it: it never runs, and the user is told so (once a minute at most). Spawns and sweeps
+run in a worker thread, one at a time, so the bot keeps answering `/health` while a session
+starts.
 """
 
 from __future__ import annotations
@@ -43,6 +45,7 @@ HTTP_TIMEOUT: Final = 10.0
 # getUpdates: the library adds the poll length to its read timeout. These bound the last,
 # short getUpdates at a SIGTERM (it marks the updates read) when the network is black-holed.
 GET_UPDATES_TIMEOUT: Final = 5.0
+FORWARDED: Final = "forwarded messages are never run as commands: send the command yourself"
 
 
 class Reply(NamedTuple):
@@ -109,6 +112,7 @@ class RateLimit:
         self.per_minute = per_minute
         self._clock = clock
         self._seen: dict[int, collections.deque[float]] = {}
+        self._told: set[int] = set()  # users refused since they were last allowed
 
     def allow(self, user_id: int) -> bool:
         now = self._clock()
@@ -118,6 +122,31 @@ class RateLimit:
         if len(window) >= self.per_minute:
             return False
         window.append(now)
+        self._told.discard(user_id)
+        return True
+
+    def first_refusal(self, user_id: int) -> bool:
+        """After `allow` said no: is this the first refusal until the user is allowed again?
+        Only that one is answered; answering a flood would run into Telegram's own 429."""
+        if user_id in self._told:
+            return False
+        self._told.add(user_id)
+        return True
+
+
+class OncePerMinute:
+    """Whether a notice is due for a user: at most one in any 60 seconds."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self._last: dict[int, float] = {}
+
+    def due(self, user_id: int) -> bool:
+        now = self._clock()
+        last = self._last.get(user_id)
+        if last is not None and now - last < 60:
+            return False
+        self._last[user_id] = now
         return True
 
 
@@ -150,6 +179,7 @@ class Bot:
         self.users = users
         self.chats = frozenset(cfg.bot.allowed_chat_ids)
         self.rate = RateLimit(cfg.bot.spawns_per_minute)
+        self.forward_notice = OncePerMinute()
         self._work = asyncio.Lock()
 
     # Application has six type parameters, all the library defaults here.
@@ -217,6 +247,12 @@ class Bot:
                 self.cfg.bot.max_command_age,
             )
             raise ApplicationHandlerStop
+        if message.forward_origin is not None:
+            # The gate knows who forwarded, not who wrote: a stranger's /spawn must not run.
+            log.warning("ignored a forwarded message from user %s: never a command", user_id)
+            if (message.text or "").startswith("/") and self.forward_notice.due(user_id or 0):
+                await self._answer(update, FORWARDED)
+            raise ApplicationHandlerStop
 
     # --- commands -----------------------------------------------------------------------------
 
@@ -232,8 +268,15 @@ class Bot:
         profile_name, profile = picked
         user_id = update.effective_user.id if update.effective_user else 0
         if not self.rate.allow(user_id):
-            per_minute = self.cfg.bot.spawns_per_minute
-            await self._answer(update, f"rate limit: at most {per_minute} spawns a minute")
+            if self.rate.first_refusal(user_id):
+                per_minute = self.cfg.bot.spawns_per_minute
+                await self._answer(
+                    update,
+                    f"rate limit: at most {per_minute} spawns a minute; "
+                    "more /spawn commands in this minute are ignored without an answer",
+                )
+            else:
+                log.info("user %s: /spawn %r refused quietly (rate limit)", user_id, args[0])
             return
         log.log(NOTICE, "user %s: /spawn %r with profile %s", user_id, args[0], profile_name)
         async with self._work:

@@ -10,6 +10,10 @@ import logging
 import os
 import re
 import sys
+import threading
+import types
+
+from forge_tmux import secret
 
 NOTICE = 25
 logging.addLevelName(NOTICE, "NOTICE")
@@ -20,8 +24,9 @@ _TOKEN = re.compile(r"\d{5,}:[A-Za-z0-9_-]{20,}")
 
 
 def redact(text: str) -> str:
-    """Remove anything that looks like a Telegram bot token."""
-    return _TOKEN.sub("<token>", text)
+    """Remove the secrets forge-tmux has read, literally and whatever their shape, and anything
+    else that looks like a Telegram bot token (another bot's, say, in an error text)."""
+    return _TOKEN.sub("<token>", secret.hide(text))
 
 
 def stderr_is_journal() -> bool:
@@ -71,3 +76,24 @@ def setup(verbose: bool = False) -> None:
     # httpx logs every request URL at INFO, and a Bot API URL contains the token.
     logging.getLogger("httpx").setLevel(logging.WARNING)
     logging.getLogger("httpcore").setLevel(logging.WARNING)
+    # What would reach stderr around the logger goes through it, redacted: warnings, and the
+    # traceback of an exception nothing caught (in any thread), which may quote the token.
+    logging.captureWarnings(True)
+    sys.excepthook = _log_uncaught
+    threading.excepthook = _log_uncaught_in_thread
+
+
+def _log_uncaught(
+    kind: type[BaseException], exc: BaseException, tb: types.TracebackType | None
+) -> None:
+    logging.getLogger("forge_tmux").critical("uncaught exception", exc_info=(kind, exc, tb))
+
+
+def _log_uncaught_in_thread(args: threading.ExceptHookArgs) -> None:
+    if args.exc_type is SystemExit:
+        return
+    exc = args.exc_value or args.exc_type()
+    thread = args.thread.name if args.thread else "?"
+    logging.getLogger("forge_tmux").critical(
+        "uncaught exception in thread %s", thread, exc_info=(args.exc_type, exc, args.exc_traceback)
+    )

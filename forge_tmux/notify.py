@@ -11,6 +11,10 @@ Delivery rules (issue 5):
   the message. It is not retried, now or later: the file moves to `outbox/uncertain/` and a
   warning names it. Sending it again could post it twice; dropping it silently could lose it;
   keeping it aside is the only choice that does neither (see the README).
+- A message is stored whole or not at all (a short write is continued; any error removes the
+  temporary file), so Telegram never gets a message cut by a full disk. A message that cannot be
+  stored does not stop the outbox: what waits is delivered first, which frees space, and the
+  message is stored and sent after it (see docs/security.md).
 - The whole delivery is bounded by `telegram.timeout` (20 s by default) and never raises into the
   job it reports on. python-telegram-bot is imported only when there is a message to send.
 """
@@ -19,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import errno
 import fcntl
 import html
 import logging
@@ -29,6 +34,7 @@ import time
 from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Final, NamedTuple
 
+from forge_tmux import secret
 from forge_tmux.errors import UsageError
 from forge_tmux.logs import redact
 from forge_tmux.paths import state_dir
@@ -89,7 +95,9 @@ class TelegramSettings:
 def read_token_file(path: str, *, check_mode: bool = True) -> str:
     """The token in `path`; a file that group or other may read is refused (UsageError)."""
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        # O_NONBLOCK: a FIFO named as the token file must not hang the open (it is refused
+        # below as not a regular file); on a regular file the flag changes nothing.
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK | os.O_NOCTTY)
     except OSError as exc:
         raise UsageError(f"telegram token file {path}: {exc.strerror or exc}") from None
     with os.fdopen(fd, "rb") as fh:
@@ -128,11 +136,20 @@ def resolve(cfg: TelegramConfig, environ: Mapping[str, str] | None = None) -> Te
     if token is None and credential is not None:
         # systemd owns the mode of credentials (0400, ours); no mode check to make.
         token = read_token_file(credential, check_mode=False)
+    secret.add(token)  # from now on redacted in logs and kept from every tmux server
     chat_id = env.get("FORGE_TMUX_TELEGRAM_CHAT_ID", "").strip() or cfg.chat_id
     api_url = env.get("FORGE_TMUX_TELEGRAM_API_URL", "").strip() or cfg.api_url or DEFAULT_API_URL
     if not api_url.startswith(("http://", "https://")):
         raise UsageError(f"telegram API URL must start with http:// or https://: {api_url}")
     return TelegramSettings(token, chat_id, api_url, cfg.timeout)
+
+
+def hold_token_secret(cfg: TelegramConfig) -> None:
+    """Read the configured token only to keep it secret (a spawn that does not notify: no
+    session may inherit it, under any variable name). What cannot be read cannot be handed on
+    by us either, so a token file that is refused is not an error here."""
+    with contextlib.suppress(UsageError):
+        resolve(cfg)
 
 
 # --- text -------------------------------------------------------------------------------------
@@ -172,6 +189,7 @@ def headline(title: str, lines: list[str] | tuple[str, ...] = ()) -> str:
 # --- the outbox -------------------------------------------------------------------------------
 
 SUFFIX: Final = ".html"
+TMP_PREFIX: Final = ".tmp-"
 UNCERTAIN: Final = "uncertain"
 REJECTED: Final = "rejected"
 
@@ -191,20 +209,51 @@ class Outbox:
         os.makedirs(self.directory, mode=0o700, exist_ok=True)
 
     def put(self, text: str) -> str:
-        """Store a message (write, fsync, rename, fsync the directory); returns its name."""
+        """Store a message whole or not at all; returns its name. Written in full (a short
+        write is continued), fsynced, renamed into the queue, the directory fsynced. On any
+        error (ENOSPC, EIO, ...) the temporary file is removed and the error raised: the queue
+        never holds a cut message, and no `.tmp-*` file is left behind."""
         self._ensure()
         self._seq += 1
         name = f"{time.time_ns():020d}-{os.getpid()}-{self._seq:04d}{SUFFIX}"
-        tmp = os.path.join(self.directory, f".tmp-{name}")
+        tmp = os.path.join(self.directory, f"{TMP_PREFIX}{name}")
+        # Undecodable input arrives as lone surrogates; they cannot be encoded as they are.
+        data = memoryview(text.encode("utf-8", "replace"))
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
         try:
-            os.write(fd, text.encode("utf-8"))
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.rename(tmp, os.path.join(self.directory, name))
+            try:
+                while data:
+                    written = os.write(fd, data)
+                    if written <= 0:  # never seen on a regular file; no endless loop either
+                        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+                    data = data[written:]
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            os.rename(tmp, os.path.join(self.directory, name))
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
         self._sync_dir()
         return name
+
+    def drop_leftovers(self) -> None:
+        """Remove temporary files of processes that are gone (killed between writing and
+        renaming, or left by forge-tmux 0.1.0). A live writer's file is never touched: the pid
+        is in the name, and a pid that exists, whoever it is now, keeps its file."""
+        try:
+            names = os.listdir(self.directory)
+        except OSError:
+            return
+        for entry in names:
+            if not entry.startswith(TMP_PREFIX):
+                continue
+            parts = entry[len(TMP_PREFIX) :].split("-")
+            if len(parts) < 3 or not parts[1].isdigit() or _pid_exists(int(parts[1])):
+                continue
+            with contextlib.suppress(OSError):
+                os.unlink(os.path.join(self.directory, entry))
 
     def pending(self) -> list[str]:
         try:
@@ -286,6 +335,16 @@ class Delivery(NamedTuple):
         }
 
 
+def _pid_exists(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except (ProcessLookupError, OverflowError):  # gone, or no pid at all
+        return False
+    except OSError:
+        return True  # EPERM: it exists, someone else's
+    return True
+
+
 class _Outcome(NamedTuple):
     kind: str  # sent | stop | uncertain | rejected
     reason: str = ""
@@ -294,38 +353,85 @@ class _Outcome(NamedTuple):
 def deliver(
     settings: TelegramSettings, text: str | None = None, *, outbox: Outbox | None = None
 ) -> Delivery:
-    """Queue `text` (if any) and deliver the whole outbox, oldest first. Never raises."""
+    """Queue `text` (if any) and deliver the whole outbox, oldest first. Never raises; a failure
+    is logged here, once (callers print the counts, not the reason again).
+
+    A message that cannot be stored (a full state directory) does not stop the outbox: what
+    waits is delivered first, which frees the space, and the message is stored and delivered
+    after it. Only when it still cannot be stored is it lost, and the error says so."""
     if not settings.ready:
         return Delivery(error=f"Telegram is not configured: missing {settings.missing()}")
     box = outbox or Outbox()
     deadline = time.monotonic() + settings.timeout
+    late = None
+    if text is not None:
+        message = fit(text)
+        store_error = _put(box, message)
+        if store_error:
+            # Said once, at the end, if it still cannot be stored.
+            log.info("%s; delivering the outbox first to make room", store_error)
+            late = message
     try:
-        if text is not None:
-            box.put(fit(text))
-    except OSError as exc:
-        error = f"could not store the notification in {box.directory}: {exc.strerror or exc}"
-        log.error("%s", error)  # noqa: TRY400 - one line; the job goes on
-        return Delivery(queued=0, error=error)
-    try:
-        with box.locked(deadline) as held:
-            if not held:
-                error = "another forge-tmux is delivering the outbox; left for it"
-                return Delivery(queued=len(box.pending()), error=error)
-            if not box.pending():
-                return Delivery()
-            import asyncio  # noqa: PLC0415 - only when there is something to send
-
-            # The library logs some failures with a traceback; every failure is reported here
-            # in one line instead.
-            logging.getLogger("telegram").setLevel(logging.CRITICAL)
-            result = asyncio.run(_flush(settings, box, deadline))
+        result = _deliver_outbox(settings, box, deadline, late)
     except Exception as exc:  # a notifier must never break the job it reports on
-        error = redact(f"notification failed: {exc!r}")
-        log.error("%s", error)  # noqa: TRY400 - one line; the job goes on
-        return Delivery(queued=len(box.pending()), error=error)
+        result = Delivery(queued=_count(box), error=redact(f"notification failed: {exc!r}"))
     if result.error:
         log.warning("Telegram: %s (%d message(s) kept in the outbox)", result.error, result.queued)
     return result
+
+
+def _put(box: Outbox, text: str) -> str:
+    """Store `text`: "" or why it could not be (the outbox is unchanged then)."""
+    try:
+        box.put(text)
+    except OSError as exc:
+        return f"could not store the notification in {box.directory}: {exc.strerror or exc}"
+    return ""
+
+
+def _count(box: Outbox) -> int:
+    try:
+        return len(box.pending())
+    except OSError:
+        return 0
+
+
+def _deliver_outbox(
+    settings: TelegramSettings, box: Outbox, deadline: float, late: str | None
+) -> Delivery:
+    """Deliver the outbox under its lock. `late`: a message that could not be stored before;
+    stored once the outbox has been delivered, and then delivered too."""
+    with box.locked(deadline) as held:
+        if not held:
+            busy = "another forge-tmux is delivering the outbox; left for it"
+            store_error = _put(box, late) if late is not None else ""
+            return Delivery(queued=_count(box), error="; ".join(filter(None, [busy, store_error])))
+        box.drop_leftovers()
+        result = _flush_pending(settings, box, deadline)
+        if late is None:
+            return result
+        store_error = _put(box, late)
+        if store_error or result.error:
+            # Nothing newer goes out while older messages wait (`result.error`).
+            error = "; ".join(filter(None, [result.error, store_error]))
+            return result._replace(queued=_count(box), error=error)
+        more = _flush_pending(settings, box, deadline)
+        return more._replace(
+            delivered=result.delivered + more.delivered,
+            uncertain=result.uncertain + more.uncertain,
+            rejected=result.rejected + more.rejected,
+        )
+
+
+def _flush_pending(settings: TelegramSettings, box: Outbox, deadline: float) -> Delivery:
+    if not box.pending():
+        return Delivery()
+    import asyncio  # noqa: PLC0415 - only when there is something to send
+
+    # The library logs some failures with a traceback; every failure is reported by `deliver`
+    # in one line instead.
+    logging.getLogger("telegram").setLevel(logging.CRITICAL)
+    return asyncio.run(_flush(settings, box, deadline))
 
 
 async def _flush(settings: TelegramSettings, box: Outbox, deadline: float) -> Delivery:
@@ -474,7 +580,8 @@ def report(
 
 
 def render_delivery(result: Delivery) -> str:
-    """One line for a person: what went out, what waits, and why."""
+    """One line for a person: what went out and what waits. Why something waits is not
+    repeated: `deliver` has logged it on stderr (issue 10: the same failure printed twice)."""
     parts = [f"delivered {result.delivered}"]
     if result.queued:
         parts.append(f"{result.queued} kept in the outbox")
@@ -482,5 +589,4 @@ def render_delivery(result: Delivery) -> str:
         parts.append(f"{result.uncertain} uncertain (timed out, not resent)")
     if result.rejected:
         parts.append(f"{result.rejected} rejected")
-    line = "notify: " + ", ".join(parts)
-    return f"{line}: {result.error}" if result.error else line
+    return "notify: " + ", ".join(parts)

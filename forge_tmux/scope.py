@@ -4,6 +4,10 @@ A tmux server forked from a service lives in that service's cgroup and is killed
 restarting, a post-boot oneshot finishing). Started inside a transient scope of its own it belongs
 to the manager, not to the service. Outside systemd nothing is needed; where systemd-run or a bus
 is missing the spawn goes ahead without a scope, and says so once.
+
+The environment of the scope is the tmux door's, secrets removed (`tmux.clean_env`): with
+`--scope`, systemd-run runs the command itself, so the server gets what systemd-run was given,
+never the manager's environment; `ScopePlan.environ` only adds where the bus is.
 """
 
 from __future__ import annotations

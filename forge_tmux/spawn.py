@@ -210,7 +210,11 @@ def request_for(
 
 
 def spawn_for(cfg: Config, request: SpawnRequest) -> SpawnResult:
-    """`spawn` with the config's protected sockets and sweep timeout."""
+    """`spawn` with the config's protected sockets and sweep timeout; the configured bot token
+    is kept from the new server's environment whatever variable holds it (see secret.py)."""
+    from forge_tmux.notify import hold_token_secret  # noqa: PLC0415
+
+    hold_token_secret(cfg.telegram)
     return spawn(request, protected=cfg.protected_sockets, sweep_timeout=cfg.sweep.timeout)
 
 

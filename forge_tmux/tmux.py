@@ -2,9 +2,11 @@
 
 Every call: an argument vector (never a shell string), always `-L NAME` or `-S PATH` (without
 them `$TMUX` silently redirects commands to another server), `TMUX` removed from the environment,
-and a timeout that kills (a tmux client blocked on a full backlog ignores SIGTERM; subprocess.run
-sends SIGKILL). A non-zero exit is data, not an exception; a missing binary is its own error.
-tmux's stderr texts are recognised in exactly one place, `classify_error`.
+forge-tmux's secrets too (a server keeps the environment it starts with as its global environment
+and hands it to every pane: see `secret.py`), and a timeout that kills (a tmux client blocked on
+a full backlog ignores SIGTERM; subprocess.run sends SIGKILL). A non-zero exit is data, not an
+exception; a missing binary is its own error. tmux's stderr texts are recognised in exactly one
+place, `classify_error`.
 """
 
 from __future__ import annotations
@@ -15,6 +17,8 @@ import subprocess
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
+
+from forge_tmux import secret
 
 
 class TmuxNotFound(Exception):
@@ -104,8 +108,9 @@ def argv_for(
 
 
 def clean_env(env: Mapping[str, str] | None = None) -> dict[str, str]:
-    """The environment for tmux: ours minus TMUX/TMUX_PANE, which redirect commands elsewhere."""
-    base = dict(os.environ if env is None else env)
+    """The environment for tmux: ours minus TMUX/TMUX_PANE, which redirect commands elsewhere,
+    and minus every variable that carries a secret, which no session may inherit."""
+    base = secret.scrub_env(os.environ if env is None else env)
     base.pop("TMUX", None)
     base.pop("TMUX_PANE", None)
     return base

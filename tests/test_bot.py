@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import os
 import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -164,7 +165,8 @@ def test_per_user_rate_limit(fake: FakeBotAPI) -> None:
     updates = [command_update(f"/spawn w{i}", update_id=i + 1) for i in range(4)]
     recorder = feed(fake, cfg, *updates)
     assert len(recorder.calls) == 2
-    assert sum("rate limit" in m for m in fake.messages()) == 2
+    # Only the first refusal is answered: a flood of answers would meet Telegram's own 429.
+    assert sum("rate limit" in m for m in fake.messages()) == 1
 
 
 def test_health_sweep_help(fake: FakeBotAPI) -> None:
@@ -241,3 +243,46 @@ def test_a_failing_action_is_answered(fake: FakeBotAPI) -> None:
 
     feed(fake, make_config(), command_update("/sweep"), actions=Broken())
     assert fake.messages() == ["/sweep failed: internal error (see the bot's log)"]
+
+
+def test_rate_limit_answers_the_first_refusal_of_each_window() -> None:
+    now = [0.0]
+    limit = bot.RateLimit(1, clock=lambda: now[0])
+    assert limit.allow(1)
+    assert not limit.allow(1) and limit.first_refusal(1)
+    assert not limit.allow(1) and not limit.first_refusal(1)  # quiet for the rest of it
+    assert limit.allow(2)  # other users have windows of their own
+    now[0] = 60.0
+    assert limit.allow(1)  # a new window ...
+    assert not limit.allow(1) and limit.first_refusal(1)  # ... and its first refusal is told
+
+
+def forwarded(update: dict[str, Any], by: int = MALLORY, age: float = 86400) -> dict[str, Any]:
+    """`update` as a forward of a message `by` wrote `age` seconds ago."""
+    update["message"]["forward_origin"] = {
+        "type": "user",
+        "date": int(time.time() - age),
+        "sender_user": {"id": by, "is_bot": False, "first_name": "m"},
+    }
+    return update
+
+
+def test_a_forwarded_command_never_runs_and_is_answered_once(fake: FakeBotAPI) -> None:
+    recorder = feed(
+        fake,
+        make_config(),
+        forwarded(command_update("/spawn stolen")),
+        forwarded(command_update("/spawn stolen2 claude", update_id=2)),
+        forwarded(command_update("/sweep", update_id=3), by=ALICE, age=0),
+    )
+    assert recorder.calls == []
+    assert fake.messages() == [bot.FORWARDED]  # one reply, not one per forward
+
+
+def test_a_forwarded_plain_text_gets_no_answer(fake: FakeBotAPI) -> None:
+    update = forwarded(command_update("/x"))
+    update["message"]["text"] = "hello"
+    del update["message"]["entities"]
+    recorder = feed(fake, make_config(), update, command_update("/health", update_id=2))
+    assert recorder.calls == [("health",)]  # the user's own command still runs
+    assert len(fake.messages()) == 1

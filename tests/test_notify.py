@@ -181,7 +181,7 @@ def test_429_longer_than_the_budget_keeps_the_message(
     result = cli("notify", "later")
     assert time.monotonic() - started < 10
     assert result.code == 1
-    assert "rate limited" in result.out
+    assert "rate limited" in result.err  # the reason is logged once, on stderr
     assert len(outbox_files(tg_env)) == 1
     assert cli("notify").code == 0
     assert fake.messages() == ["later"]
@@ -262,7 +262,7 @@ def test_server_error_keeps_the_message_and_a_rejected_one_is_set_aside(
     fake.script("sendMessage", error(400, "Bad Request: chat not found"))
     third = cli("notify", "three")
     assert third.code == 1
-    assert "chat 4242 not found" in third.out
+    assert "chat 4242 not found" in third.err
     assert len(outbox_files(tg_env)) == 1
 
 

@@ -94,6 +94,8 @@ def health(
     cfg = state(ctx).config
     if output is not None and not os.path.isdir(os.path.dirname(os.path.abspath(output))):
         raise UsageError(f"--output: directory of {output} does not exist")
+    if output is not None:
+        _refuse_special(output)
     chosen = socket_dirs(cfg, dirs)
     if all_users:
         chosen += core.all_user_dirs(tmux_socket_root())
@@ -157,14 +159,26 @@ def _write(text: str, output: str | None) -> None:
         sys.stdout.write(text.rstrip("\n") + "\n")
         sys.stdout.flush()
         return
-    from forge_tmux.healthstate import write_atomic  # noqa: PLC0415
+    from forge_tmux.healthstate import NotRegularFile, write_atomic  # noqa: PLC0415
 
     try:
         # 0644: node_exporter usually runs as another user and must read the file.
         write_atomic(output, text if text.endswith("\n") else text + "\n", 0o644)
+    except NotRegularFile as exc:
+        raise UsageError(f"--output {exc}") from None
     except OSError as exc:
         typer.echo(f"forge-tmux: error: cannot write {output}: {exc.strerror or exc}", err=True)
         finish(1)
+
+
+def _refuse_special(output: str) -> None:
+    """--output naming a device, a FIFO, a directory or a symlink: exit 2 before any work."""
+    from forge_tmux.healthstate import NotRegularFile, refuse_special  # noqa: PLC0415
+
+    try:
+        refuse_special(output)
+    except NotRegularFile as exc:
+        raise UsageError(f"--output {exc}") from None
 
 
 @app.command()

@@ -44,15 +44,24 @@ def notify(
         from forge_tmux.errors import UsageError  # noqa: PLC0415
 
         raise UsageError(f"Telegram is not configured: missing {settings.missing()}")
-    if text == "-":
-        text = sys.stdin.read()
-    message = core.escape(text) if text else None
+    message = core.escape(text) if (text := _readable(text)) else None
     result = core.deliver(settings, message)
     if json_out:
         emit_json(result.to_json())
     else:
         print(core.render_delivery(result))
     finish(0 if result.ok else 1)
+
+
+def _readable(text: str | None) -> str | None:
+    """The message as text. Bytes that are not UTF-8 (in the argument, which Python keeps as
+    lone surrogates, or on stdin) become U+FFFD: the operator sees where they were, and the
+    message still goes out."""
+    if text == "-":
+        return sys.stdin.buffer.read().decode("utf-8", "replace")
+    if text is None:
+        return None
+    return text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
 
 
 @app.command()

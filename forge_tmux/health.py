@@ -18,10 +18,11 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 
 from forge_tmux import tmux
-from forge_tmux.orphans import Orphan, SsUnavailable, orphaned_servers
+from forge_tmux.orphans import Orphan, orphaned_servers
 from forge_tmux.paths import display
 from forge_tmux.probe import Probe, SocketState, classify, connect_path, probe_connect
 from forge_tmux.sweep import LOCK_SUFFIX, DirStatus, open_socket_dir
+from forge_tmux.unixdiag import SockDiagUnavailable
 
 
 class Health(StrEnum):
@@ -235,18 +236,14 @@ def collect(
     orphan_error = ""
     with ThreadPoolExecutor(max_workers=max(1, min(parallel, len(to_ask) or 1))) as pool:
         futures = [pool.submit(query, path, probe, uid, timeout) for path, probe, uid in to_ask]
-        # Looked for while the servers answer: ss and psutil cost a few milliseconds.
+        # Looked for while the servers answer (one netlink dump; /proc only for a suspect).
         if orphans:
             within = frozenset({*(d.path for d in checked), *map(os.path.abspath, orphan_dirs)})
-            known = frozenset(p.peer_pid for _, p, _ in to_ask if p.peer_pid is not None)
             try:
                 orphan_list = orphaned_servers(
-                    within,
-                    uid=os.geteuid() if orphan_uid == -1 else orphan_uid,
-                    known_pids=known,
-                    timeout=max(timeout, 2.0),
+                    within, uid=os.geteuid() if orphan_uid == -1 else orphan_uid
                 )
-            except SsUnavailable as exc:
+            except SockDiagUnavailable as exc:
                 orphan_error = str(exc)
         sockets.extend(f.result() for f in futures)
     sockets.sort(key=lambda s: s.path)

@@ -207,6 +207,17 @@ def _verdict(path: str, probe: Probe, uid: int | None) -> SocketHealth | None:
     return SocketHealth(path, Health.UNKNOWN, None, probe.reason, None, uid)
 
 
+def _orphans(
+    checked: Iterable[DirHealth], orphan_dirs: Iterable[str], orphan_uid: int | None
+) -> tuple[list[Orphan], str]:
+    """The orphaned servers of the checked directories, or why they could not be looked for."""
+    within = frozenset({*(d.path for d in checked), *map(os.path.abspath, orphan_dirs)})
+    try:
+        return orphaned_servers(within, uid=os.geteuid() if orphan_uid == -1 else orphan_uid), ""
+    except SockDiagUnavailable as exc:
+        return [], str(exc)
+
+
 def collect(
     dirs: Sequence[str],
     *,
@@ -232,19 +243,11 @@ def collect(
             to_ask.append((path, probe, uid))
         else:
             sockets.append(verdict)
-    orphan_list: list[Orphan] = []
-    orphan_error = ""
+    # Before the servers are asked, not while: a netlink dump and an lstat per listener take a
+    # millisecond alone, but tens of them competing with the query threads for the GIL.
+    orphan_list, orphan_error = _orphans(checked, orphan_dirs, orphan_uid) if orphans else ([], "")
     with ThreadPoolExecutor(max_workers=max(1, min(parallel, len(to_ask) or 1))) as pool:
         futures = [pool.submit(query, path, probe, uid, timeout) for path, probe, uid in to_ask]
-        # Looked for while the servers answer (one netlink dump; /proc only for a suspect).
-        if orphans:
-            within = frozenset({*(d.path for d in checked), *map(os.path.abspath, orphan_dirs)})
-            try:
-                orphan_list = orphaned_servers(
-                    within, uid=os.geteuid() if orphan_uid == -1 else orphan_uid
-                )
-            except SockDiagUnavailable as exc:
-                orphan_error = str(exc)
         sockets.extend(f.result() for f in futures)
     sockets.sort(key=lambda s: s.path)
     return HealthResult(

@@ -63,7 +63,8 @@ def start_server(env: dict[str, str], name: str) -> int:
 
 def timed(argv: list[str], env: dict[str, str]) -> tuple[float, subprocess.CompletedProcess[str]]:
     started = time.perf_counter()
-    proc = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=600)
+    # cwd /: `-m forge_tmux` imports the installed package (or PYTHONPATH's), not a tree in cwd.
+    proc = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=600, cwd="/")
     return time.perf_counter() - started, proc
 
 
@@ -71,6 +72,12 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--live", type=int, default=100)
     parser.add_argument("--dead", type=int, default=1000)
+    parser.add_argument(
+        "--compare",
+        metavar="SRC",
+        help="also time the forge_tmux package found in directory SRC (e.g. an older release "
+        "exported with `git archive`), alternated with the others",
+    )
     parser.add_argument(
         "--repeat", type=int, default=5, help="timed runs of each (medians reported)"
     )
@@ -92,18 +99,24 @@ def main() -> int:
         health_argv = [sys.executable, "-m", "forge_tmux", "health", "--dir", sockdir, "--json"]
         loop = f'for s in {sockdir}/*; do tmux -S "$s" list-sessions; done >/dev/null 2>&1'
         loop_argv = ["bash", "-c", loop]
+        old_env = {**env, "PYTHONPATH": os.path.abspath(args.compare)} if args.compare else {}
         for _ in range(2):  # warm-up: page cache, tmux servers paged in
             timed(health_argv, env)
             timed(loop_argv, env)
+            if old_env:
+                timed(health_argv, old_env)
         runs: list[float] = []
         loops: list[float] = []
-        for _ in range(args.repeat):  # alternated, so drift on a shared host hits both alike
+        olds: list[float] = []
+        for _ in range(args.repeat):  # alternated, so drift on a shared host hits all alike
             seconds, proc = timed(health_argv, env)
             report = json.loads(proc.stdout)
             assert (report["live"], report["dead"]) == (args.live, args.dead), report["live"]
             assert report["orphan_error"] is None, report["orphan_error"]  # the check really ran
             runs.append(seconds)
             loops.append(timed(loop_argv, env)[0])
+            if old_env:
+                olds.append(timed(health_argv, old_env)[0])
 
         health_seconds = statistics.median(runs)
         loop_seconds = statistics.median(loops)
@@ -113,6 +126,10 @@ def main() -> int:
         spread = f"min {min(runs):.3f} s, max {max(runs):.3f} s"
         print(f"  forge-tmux health --json: {health_seconds:.3f} s ({spread})")
         print(f"  runbook loop (tmux -S X list-sessions per socket): {loop_seconds:.3f} s")
+        if olds:
+            old = statistics.median(olds)
+            print(f"  forge-tmux health --json from {args.compare}: {old:.3f} s")
+            print(f"  (that one is {loop_seconds / old:.1f}x faster than the loop)")
         print(f"ratio: health is {ratio:.1f}x faster than the loop (target >= {TARGET:g}x)")
         return 0 if ratio >= TARGET else 1
     finally:

@@ -366,7 +366,9 @@ def _signal_under_lock(dir_fd: int, orphan: Orphan, timeout: float) -> Recovery:
         if retired:
             held = HeldLocks()
             held.add(lock_fd)
-            held.release(time.monotonic() + timeout)  # closes it
+            # Bounded like the sweep's own waits (2 s by default): only a client stalled between
+            # its open() and its flock() for that long could still take the old file's lock.
+            held.release(time.monotonic() + min(timeout, 2.0))  # closes it
         else:
             os.close(lock_fd)  # releases the flock; the lock file stays
 

@@ -106,7 +106,8 @@ def _dump(states: int) -> list[tuple[int, int, dict[int, bytes]]]:
                     raise SockDiagUnavailable("sock_diag: malformed answer")
                 # struct unix_diag_msg {u8 family, type, state, pad; u32 ino; u32 cookie[2];}
                 _, _, state, _, sock_ino = struct.unpack_from("=BBBBI", data, offset + _NLMSG_HDR)
-                records.append((state, sock_ino, _attributes(data, offset + 32, end)))
+                attrs = _attributes(data, offset + _NLMSG_HDR + _UDIAG_MSG, end)
+                records.append((state, sock_ino, attrs))
                 offset += (length + 3) & ~3
     except (OSError, struct.error) as exc:
         raise SockDiagUnavailable(f"sock_diag failed: {_why(exc)}") from None

@@ -36,6 +36,12 @@ def timed(argv: list[str], env: dict[str, str]) -> float:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=21, help="timed runs of each (at least 5)")
+    parser.add_argument(
+        "--compare",
+        metavar="SRC",
+        help="also time --help and --version of the forge_tmux package in directory SRC (e.g. "
+        "an older release exported with `git archive`), alternated with the others",
+    )
     args = parser.parse_args()
     runs = max(5, args.runs)
 
@@ -50,13 +56,19 @@ def main() -> int:
             "forge-tmux --help": [FORGE, "--help"],
             "forge-tmux sweep (empty dir)": [FORGE, "sweep", "--dir", empty],
         }
+        envs = dict.fromkeys(commands, env)
+        if args.compare:
+            old_env = {**env, "PYTHONPATH": os.path.abspath(args.compare)}
+            for flag in ("--version", "--help"):
+                name = f"{args.compare}: {flag}"
+                commands[name], envs[name] = [FORGE, flag], old_env
         times: dict[str, list[float]] = {name: [] for name in commands}
         for _ in range(3):  # warm-up, not counted
-            for argv in commands.values():
-                timed(argv, env)
+            for name, argv in commands.items():
+                timed(argv, envs[name])
         for _ in range(runs):
             for name, argv in commands.items():
-                times[name].append(timed(argv, env))
+                times[name].append(timed(argv, envs[name]))
     finally:
         shutil.rmtree(root, ignore_errors=True)
 
@@ -68,7 +80,7 @@ def main() -> int:
         ratio = median / base
         if name.startswith("forge-tmux"):
             worst = max(worst, ratio)
-        print(f"  {name:30} {median * 1000:7.1f} ms  {ratio:5.2f}x")
+        print(f"  {name:36} {median * 1000:7.1f} ms  {ratio:5.2f}x")
     return 0 if worst <= TARGET else 1
 
 

@@ -13,6 +13,7 @@ from collections.abc import Iterator
 import psutil
 import pytest
 
+from forge_tmux import orphans
 from forge_tmux.orphans import (
     TmuxServer,
     find_orphans,
@@ -20,7 +21,7 @@ from forge_tmux.orphans import (
     socket_inodes,
     suspects,
 )
-from forge_tmux.unixdiag import BoundSocket, bound_sockets
+from forge_tmux.unixdiag import BoundSocket, SockDiagUnavailable, bound_sockets
 
 
 @pytest.fixture
@@ -144,3 +145,27 @@ def test_suspects_and_orphans_need_proof(short_dir: str) -> None:
         (3, os.path.join(short_dir, "deleted"), 5, 103),
         (2, replaced, st.st_ino + 10**6, 102),
     ]
+
+
+def test_processes_are_read_only_for_a_suspect(
+    short_dir: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The common case (every listener still owns its file) costs no /proc scan at all; when
+    the kernel cannot be asked, that is an error, never "no orphans"."""
+    listening = unix(os.path.join(short_dir, "fine"), listen=True)
+    try:
+
+        def no_scan(uid: int | None) -> list[TmuxServer]:
+            raise AssertionError("/proc scanned without a suspect")
+
+        monkeypatch.setattr(orphans, "tmux_servers", no_scan)
+        assert orphans.orphaned_servers(frozenset({short_dir}), uid=None) == []
+
+        def denied() -> list[BoundSocket]:
+            raise SockDiagUnavailable("netlink (sock_diag) unavailable: denied")
+
+        monkeypatch.setattr(orphans, "bound_sockets", denied)
+        with pytest.raises(SockDiagUnavailable):
+            orphans.orphaned_servers(frozenset({short_dir}), uid=None)
+    finally:
+        listening.close()

@@ -86,7 +86,10 @@ def real_commands() -> dict[str, str]:
 
 
 def test_summaries_are_the_commands_own_help() -> None:
-    assert real_commands() == SUMMARIES
+    real = real_commands()
+    missing = sorted(real.keys() - SUMMARIES.keys())
+    assert not missing, f"add {missing} to SUMMARIES in forge_tmux/cli/__init__.py"
+    assert real == SUMMARIES
     assert list(SUMMARIES) == list(COMMANDS)
 
 

@@ -79,7 +79,7 @@ class HealthResult:
 
     @property
     def incomplete(self) -> bool:
-        """Something could not be checked: an unreadable directory, an unknown socket, no ss."""
+        """Something could not be checked: an unreadable directory, an unknown socket, orphans."""
         return (
             any(d.status is DirCheck.UNREADABLE for d in self.dirs)
             or self.count(Health.UNKNOWN) > 0

@@ -18,11 +18,10 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 
 from forge_tmux import tmux
-from forge_tmux.orphans import Orphan, orphaned_servers
+from forge_tmux.orphans import Orphan, OrphansUnknown, orphaned_servers
 from forge_tmux.paths import display
 from forge_tmux.probe import Probe, SocketState, classify, connect_path, probe_connect
 from forge_tmux.sweep import LOCK_SUFFIX, DirStatus, open_socket_dir
-from forge_tmux.unixdiag import SockDiagUnavailable
 
 
 class Health(StrEnum):
@@ -214,7 +213,7 @@ def _orphans(
     within = frozenset({*(d.path for d in checked), *map(os.path.abspath, orphan_dirs)})
     try:
         return orphaned_servers(within, uid=os.geteuid() if orphan_uid == -1 else orphan_uid), ""
-    except SockDiagUnavailable as exc:
+    except OrphansUnknown as exc:
         return [], str(exc)
 
 

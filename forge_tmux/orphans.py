@@ -14,8 +14,8 @@ server only when a `tmux: server` process holds that very socket: its inode appe
 keep showing a path after the file is deleted). Processes are read from /proc (name, state,
 start time, owner), and only when there is a suspect, which is rare: the common case costs one
 netlink round trip and an lstat per listener in the checked directories.
-When the kernel cannot be asked, `SockDiagUnavailable` propagates: orphans are then unknown, and
-unknown never leads to a signal.
+When the kernel cannot be asked, or a tmux server that may hold a suspect cannot be inspected,
+orphans are unknown (`OrphansUnknown`), and unknown never leads to a signal.
 """
 
 from __future__ import annotations
@@ -93,19 +93,24 @@ def tmux_servers(uid: int | None) -> list[TmuxServer]:
     return servers
 
 
-def socket_inodes(pid: int) -> frozenset[int]:
-    """The inodes of the sockets a process holds (`socket:[N]` in /proc/PID/fd); empty when its
-    fds cannot be read (another user's process, as non-root): no proof either way."""
+def socket_inodes(pid: int) -> frozenset[int] | None:
+    """The inodes of the sockets a process holds (`socket:[N]` in /proc/PID/fd): empty once it
+    is gone, None when its fds may not be read (another user's process, as non-root; a private
+    user namespace): no proof either way."""
     found = set()
     try:
         fds = os.listdir(f"/proc/{pid}/fd")
+    except PermissionError:
+        return None
     except OSError:
         return frozenset()
     for fd in fds:
         try:
             link = os.readlink(f"/proc/{pid}/fd/{fd}")
+        except PermissionError:
+            return None
         except OSError:
-            continue
+            continue  # closed meanwhile
         if link.startswith("socket:["):
             found.add(int(link[8:-1]))
     return frozenset(found)
@@ -150,7 +155,7 @@ def suspects(
 def find_orphans(
     servers: Iterable[TmuxServer],
     suspected: Sequence[tuple[BoundSocket, str]],
-    held: Callable[[int], frozenset[int]] = socket_inodes,
+    held: Callable[[int], frozenset[int]],
 ) -> list[Orphan]:
     """The servers that hold a suspect listening socket (`held(pid)`: the socket inodes of a
     process). A server holding none is not reported: nothing proves where it listened."""
@@ -165,13 +170,30 @@ def find_orphans(
     return sorted(orphans, key=lambda o: (o.path, o.pid))
 
 
+class OrphansUnknown(Exception):
+    """Orphans could not be looked for (the message says why): never read as "none"."""
+
+
 def orphaned_servers(within: frozenset[str] | None, *, uid: int | None) -> list[Orphan]:
     """Find orphans of user `uid` (None: everybody's) in the directories `within` (None: all).
-    Raises SockDiagUnavailable when the kernel cannot be asked."""
-    suspected = suspects(bound_sockets(), within)
+
+    Raises OrphansUnknown when the kernel cannot be asked, or when a listener's file is gone,
+    no server we can see holds it, and a tmux server's fds could not be read: that one may."""
+    try:
+        suspected = suspects(bound_sockets(), within)
+    except SockDiagUnavailable as exc:
+        raise OrphansUnknown(str(exc)) from None
     if not suspected:
         return []  # the common case: no /proc scan at all
-    return find_orphans(tmux_servers(uid), suspected)
+    servers = tmux_servers(uid)
+    held = {server.pid: socket_inodes(server.pid) for server in servers}
+    found = find_orphans(servers, suspected, lambda pid: held[pid] or frozenset())
+    blind = sorted(pid for pid, inodes in held.items() if inodes is None)
+    proven = {(o.path, o.inode) for o in found}
+    if blind and any((sock.path, sock.ino) not in proven for sock, _ in suspected):
+        pids = ", ".join(map(str, blind))
+        raise OrphansUnknown(f"cannot read the open files of tmux server(s) {pids}")
+    return found
 
 
 # --- recover: SIGUSR1, only after proof -------------------------------------------------------
@@ -269,7 +291,7 @@ def _path_taken(dir_fd: int | None, orphan: Orphan, bound: Sequence[BoundSocket]
     is bound to (listening, or between bind and listen: tmux would unlink it under a server)."""
     from forge_tmux.probe import SocketState, classify  # noqa: PLC0415
 
-    held = socket_inodes(orphan.pid)
+    held = socket_inodes(orphan.pid) or frozenset()
     if not any(
         sock.listening
         and sock.path == orphan.path

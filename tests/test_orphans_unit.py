@@ -140,8 +140,8 @@ def test_suspects_and_orphans_need_proof(short_dir: str) -> None:
 
     servers = [TmuxServer(pid, 1000, 100 + pid) for pid in (1, 2, 3, 4)]
     held = {1: frozenset({11}), 2: frozenset({12, 99}), 3: frozenset({13}), 4: frozenset()}
-    orphans = find_orphans(servers, found, held=lambda pid: held[pid])
-    assert [(o.pid, o.path, o.inode, o.started) for o in orphans] == [
+    found_orphans = find_orphans(servers, found, held=lambda pid: held[pid])
+    assert [(o.pid, o.path, o.inode, o.started) for o in found_orphans] == [
         (3, os.path.join(short_dir, "deleted"), 5, 103),
         (2, replaced, st.st_ino + 10**6, 102),
     ]
@@ -165,7 +165,30 @@ def test_processes_are_read_only_for_a_suspect(
             raise SockDiagUnavailable("netlink (sock_diag) unavailable: denied")
 
         monkeypatch.setattr(orphans, "bound_sockets", denied)
-        with pytest.raises(SockDiagUnavailable):
+        with pytest.raises(orphans.OrphansUnknown, match="sock_diag"):
             orphans.orphaned_servers(frozenset({short_dir}), uid=None)
     finally:
         listening.close()
+
+
+def test_a_server_that_cannot_be_inspected_makes_orphans_unknown(
+    short_dir: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A listener's file is gone and the one tmux server that may hold it hides its fds (a
+    private user namespace, say): that is "unknown", never "no orphans"."""
+    gone = BoundSocket(os.path.join(short_dir, "gone"), 1, 2, 77, listening=True)
+    monkeypatch.setattr(orphans, "bound_sockets", lambda: [gone])
+    monkeypatch.setattr(orphans, "tmux_servers", lambda uid: [TmuxServer(42, 1000, 5)])
+    fds: dict[int, frozenset[int] | None] = {42: None}
+    monkeypatch.setattr(orphans, "socket_inodes", lambda pid: fds[pid])
+    within = frozenset({short_dir})
+
+    with pytest.raises(orphans.OrphansUnknown, match="tmux server"):
+        orphans.orphaned_servers(within, uid=None)
+
+    fds[42] = frozenset({77})  # readable, and it holds the socket: an orphan
+    assert [(o.pid, o.path) for o in orphans.orphaned_servers(within, uid=None)] == [
+        (42, gone.path)
+    ]
+    fds[42] = frozenset({78})  # readable, holds something else: no proof, no orphan
+    assert orphans.orphaned_servers(within, uid=None) == []

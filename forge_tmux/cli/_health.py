@@ -194,7 +194,6 @@ def recover(
     """
     from forge_tmux import orphans as core  # noqa: PLC0415
     from forge_tmux.paths import display  # noqa: PLC0415
-    from forge_tmux.unixdiag import SockDiagUnavailable  # noqa: PLC0415
 
     start_logging(ctx)
     within = frozenset(os.path.abspath(d) for d in socket_dirs(state(ctx).config, dirs))
@@ -205,7 +204,7 @@ def recover(
         results = core.recover(
             found, pids=pids or (), dry_run=dry_run, timeout=positive(timeout, "--timeout")
         )
-    except SockDiagUnavailable as exc:
+    except core.OrphansUnknown as exc:
         message = f"cannot look for orphaned servers: {exc}"
         if json_out:
             emit_json({"ok": False, "dry_run": dry_run, "orphans": [], "error": message})

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 
 from forge_tmux import tmux
-from forge_tmux.orphans import Orphan, SsUnavailable, orphaned_servers
+from forge_tmux.orphans import Orphan, OrphansUnknown, orphaned_servers
 from forge_tmux.paths import display
 from forge_tmux.probe import Probe, SocketState, classify, connect_path, probe_connect
 from forge_tmux.sweep import LOCK_SUFFIX, DirStatus, open_socket_dir
@@ -78,7 +78,7 @@ class HealthResult:
 
     @property
     def incomplete(self) -> bool:
-        """Something could not be checked: an unreadable directory, an unknown socket, no ss."""
+        """Something could not be checked: an unreadable directory, an unknown socket, orphans."""
         return (
             any(d.status is DirCheck.UNREADABLE for d in self.dirs)
             or self.count(Health.UNKNOWN) > 0
@@ -206,6 +206,17 @@ def _verdict(path: str, probe: Probe, uid: int | None) -> SocketHealth | None:
     return SocketHealth(path, Health.UNKNOWN, None, probe.reason, None, uid)
 
 
+def _orphans(
+    checked: Iterable[DirHealth], orphan_dirs: Iterable[str], orphan_uid: int | None
+) -> tuple[list[Orphan], str]:
+    """The orphaned servers of the checked directories, or why they could not be looked for."""
+    within = frozenset({*(d.path for d in checked), *map(os.path.abspath, orphan_dirs)})
+    try:
+        return orphaned_servers(within, uid=os.geteuid() if orphan_uid == -1 else orphan_uid), ""
+    except OrphansUnknown as exc:
+        return [], str(exc)
+
+
 def collect(
     dirs: Sequence[str],
     *,
@@ -231,23 +242,11 @@ def collect(
             to_ask.append((path, probe, uid))
         else:
             sockets.append(verdict)
-    orphan_list: list[Orphan] = []
-    orphan_error = ""
+    # Before the servers are asked, not while: a netlink dump and an lstat per listener take a
+    # millisecond alone, but tens of them competing with the query threads for the GIL.
+    orphan_list, orphan_error = _orphans(checked, orphan_dirs, orphan_uid) if orphans else ([], "")
     with ThreadPoolExecutor(max_workers=max(1, min(parallel, len(to_ask) or 1))) as pool:
         futures = [pool.submit(query, path, probe, uid, timeout) for path, probe, uid in to_ask]
-        # Looked for while the servers answer: ss and psutil cost a few milliseconds.
-        if orphans:
-            within = frozenset({*(d.path for d in checked), *map(os.path.abspath, orphan_dirs)})
-            known = frozenset(p.peer_pid for _, p, _ in to_ask if p.peer_pid is not None)
-            try:
-                orphan_list = orphaned_servers(
-                    within,
-                    uid=os.geteuid() if orphan_uid == -1 else orphan_uid,
-                    known_pids=known,
-                    timeout=max(timeout, 2.0),
-                )
-            except SsUnavailable as exc:
-                orphan_error = str(exc)
         sockets.extend(f.result() for f in futures)
     sockets.sort(key=lambda s: s.path)
     return HealthResult(

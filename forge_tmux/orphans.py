@@ -5,12 +5,17 @@ look lost although the server runs. SIGUSR1 makes tmux unlink whatever is at its
 again, so it must only be sent after proving which path the server listened on and that nothing
 else listens there now.
 
-The proof comes from `ss -xlpe` (the one door to `ss` lives here): for every listening unix socket
-it shows the bound path, the inode of the file that bind() created (`ino:`) and the owning pids.
-A server is orphaned when the file at its bound path is gone or is another inode. psutil only lists
-the `tmux: server` processes; its unix connections keep showing a path after the file is deleted
-and mix in accepted client connections, so they cannot prove ownership.
-psutil is imported inside the functions that use it: never on the sweep's import path.
+The proof comes from the kernel (sock_diag, `unixdiag`): for every listening unix socket it gives
+the bound path, the inode of the file that bind() created and the socket's own inode. A listener
+is suspect when the file at its bound path is gone or is another inode (tmux-facts: the inode of
+the bound file equals stat(path).st_ino while the path is that file). A suspect is an orphaned
+server only when a `tmux: server` process holds that very socket: its inode appears as
+`socket:[N]` in /proc/PID/fd. Command lines and psutil's connection lists prove nothing (they
+keep showing a path after the file is deleted). Processes are read from /proc (name, state,
+start time, owner), and only when there is a suspect, which is rare: the common case costs one
+netlink round trip and an lstat per listener in the checked directories.
+When the kernel cannot be asked, or a tmux server that may hold a suspect cannot be inspected,
+orphans are unknown (`OrphansUnknown`), and unknown never leads to a signal.
 """
 
 from __future__ import annotations
@@ -18,38 +23,22 @@ from __future__ import annotations
 import errno
 import fcntl
 import os
-import re
-import shutil
 import stat
-import subprocess
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 
 from forge_tmux.paths import display
+from forge_tmux.unixdiag import BoundSocket, SockDiagUnavailable, bound_sockets
 
 TMUX_SERVER_NAME = "tmux: server"
-
-
-class SsUnavailable(Exception):
-    """`ss` (iproute2) is missing or failed: orphans cannot be proven, so none are acted on."""
-
-
-@dataclass(frozen=True, slots=True)
-class Listener:
-    """One listening unix socket as `ss -xlpe` shows it."""
-
-    path: str  # the path given to bind(); the file may be gone since
-    inode: int  # inode of the file bind() created (st_ino of the path while it is that file)
-    dev: int | None  # st_dev of that file, decoded from ss's `dev:` (None if not given)
-    pids: tuple[int, ...]
 
 
 @dataclass(frozen=True, slots=True)
 class TmuxServer:
     pid: int
     uid: int
-    create_time: float  # guards against pid reuse between finding and signalling
+    started: int  # start time in clock ticks since boot (/proc/PID/stat): tells pid reuse apart
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,94 +48,75 @@ class Orphan:
     path: str  # where the server listened (bound) and where SIGUSR1 would put its socket back
     inode: int  # the inode of its own (deleted) socket file
     reason: str  # what is at the path now: nothing, or another file
-    create_time: float = 0.0
+    started: int = 0  # the server's start time (see TmuxServer), checked again before a signal
 
 
-# `u_str LISTEN 0 128 /tmp/tmux-0/a 9872 * 0 users:(("tmux: server",pid=7653,fd=6)) <-> ino:2146673
-# dev:0/65024 peers:` (-H: no header). The path may hold spaces, so it is matched lazily up to the
-# socket's own inode column.
-_LINE = re.compile(
-    r"^u_(?:str|seq)\s+LISTEN\s+\d+\s+\d+\s+(?P<path>.+?)\s+\d+\s+\*\s+\d+\s*"
-    r"(?P<procs>users:\(.*?\)\))?\s*(?:<->\s*)?ino:(?P<ino>\d+)\s+dev:(?P<maj>\d+)/(?P<min>\d+)"
-)
-_PROC = re.compile(r'\("(?:[^"\\]|\\.)*",pid=(\d+),fd=\d+\)')
+@dataclass(frozen=True, slots=True)
+class ProcInfo:
+    name: str  # comm
+    state: str  # R, S, D, T, t, Z, ...
+    started: int  # clock ticks since boot
+    euid: int
 
 
-def decode_ss_dev(major: int, minor: int) -> int:
-    """st_dev from ss's `dev:A/B`.
-
-    The kernel reports the superblock's dev_t in its own encoding (major << 20 | minor) and ss
-    splits it with glibc's major()/minor(), which expect the user-space encoding; so `dev:0/65024`
-    is device 254:0. Undo glibc's split, then re-encode as os.stat() does.
-    """
-    kernel = (minor & 0xFF) | ((major & 0xFFF) << 8) | ((minor >> 8) << 20)
-    return os.makedev(kernel >> 20, kernel & 0xFFFFF)
-
-
-def parse_ss(text: str) -> list[Listener]:
-    """Listening unix sockets bound to a path (abstract and unbound ones are left out)."""
-    listeners = []
-    for line in text.splitlines():
-        match = _LINE.match(line)
-        if match is None:
-            continue
-        path = match["path"]
-        inode = int(match["ino"])
-        if not path.startswith("/") or inode == 0:
-            continue  # abstract (`@...`), unbound (`*`) or relative: nothing to prove on disk
-        pids = tuple(int(p) for p in _PROC.findall(match["procs"] or ""))
-        dev = decode_ss_dev(int(match["maj"]), int(match["min"]))
-        listeners.append(Listener(path, inode, dev, pids))
-    return listeners
-
-
-def ss_argv() -> tuple[str, ...]:
-    return ("ss", "-x", "-l", "-p", "-e", "-H")
-
-
-def ss_listeners(timeout: float = 5.0) -> list[Listener]:
-    """Run `ss -xlpeH` once. As non-root, ss shows the pids of our own processes only."""
-    binary = shutil.which("ss")
-    if binary is None:
-        raise SsUnavailable("ss (iproute2) not found on PATH")
-    argv = (binary, *ss_argv()[1:])
+def proc_info(pid: int) -> ProcInfo | None:
+    """What /proc says about a process; None once it is gone (or /proc is not readable)."""
     try:
-        proc = subprocess.run(
-            argv,
-            env={**os.environ, "LC_ALL": "C"},
-            stdin=subprocess.DEVNULL,
-            capture_output=True,
-            text=True,
-            errors="surrogateescape",
-            timeout=timeout,
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            raw = fh.read()
+        with open(f"/proc/{pid}/status", "rb") as fh:
+            uid_line = next(line for line in fh if line.startswith(b"Uid:"))
+        # `pid (comm) state ppid ...`: comm may hold spaces and parentheses, so split at the last.
+        head, tail = raw.rsplit(b")", 1)
+        fields = tail.split()
+        return ProcInfo(
+            name=head.split(b"(", 1)[1].decode(errors="replace"),
+            state=fields[0].decode(),
+            started=int(fields[19]),  # field 22 of stat(5), counted after the comm
+            euid=int(uid_line.split()[2]),
         )
-    except subprocess.TimeoutExpired:
-        raise SsUnavailable(f"ss did not answer within {timeout:g} s") from None
-    except OSError as exc:
-        raise SsUnavailable(f"cannot run ss: {exc.strerror or exc}") from None
-    if proc.returncode != 0:
-        raise SsUnavailable(f"ss failed: {proc.stderr.strip() or proc.returncode}")
-    return parse_ss(proc.stdout)
+    except (OSError, StopIteration, IndexError, ValueError):
+        return None
 
 
 def tmux_servers(uid: int | None) -> list[TmuxServer]:
     """Every running `tmux: server` process, of user `uid` only unless it is None."""
-    import psutil  # noqa: PLC0415 - see the module docstring
-
     servers = []
-    for proc in psutil.process_iter(["name", "uids", "create_time", "status"]):
-        info = proc.info
-        if info.get("name") != TMUX_SERVER_NAME or info.get("uids") is None:
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
             continue
-        if info.get("status") == psutil.STATUS_ZOMBIE:
+        info = proc_info(int(entry))
+        if info is None or info.name != TMUX_SERVER_NAME or info.state == "Z":
             continue
-        owner = int(info["uids"].effective)
-        if uid is None or owner == uid:
-            servers.append(TmuxServer(proc.pid, owner, float(info["create_time"] or 0.0)))
+        if uid is None or info.euid == uid:
+            servers.append(TmuxServer(int(entry), info.euid, info.started))
     return servers
 
 
-def what_is_at(path: str, listener: Listener) -> str | None:
+def socket_inodes(pid: int) -> frozenset[int] | None:
+    """The inodes of the sockets a process holds (`socket:[N]` in /proc/PID/fd): empty once it
+    is gone, None when its fds may not be read (another user's process, as non-root; a private
+    user namespace): no proof either way."""
+    found = set()
+    try:
+        fds = os.listdir(f"/proc/{pid}/fd")
+    except PermissionError:
+        return None
+    except OSError:
+        return frozenset()
+    for fd in fds:
+        try:
+            link = os.readlink(f"/proc/{pid}/fd/{fd}")
+        except PermissionError:
+            return None
+        except OSError:
+            continue  # closed meanwhile
+        if link.startswith("socket:["):
+            found.add(int(link[8:-1]))
+    return frozenset(found)
+
+
+def what_is_at(path: str, listener: BoundSocket) -> str | None:
     """Why `listener` no longer owns the file at its path, or None when it still does (or we
     cannot tell: an unreadable path is never taken as proof of anything)."""
     try:
@@ -159,60 +129,71 @@ def what_is_at(path: str, listener: Listener) -> str | None:
         if exc.errno == errno.ENOENT:
             return "socket file deleted"
         return None
-    same_dev = listener.dev is None or st.st_dev == listener.dev
-    if st.st_ino == listener.inode and same_dev:
+    if (st.st_dev, st.st_ino) == (listener.dev, listener.ino):
         return None
     kind = "socket" if stat.S_ISSOCK(st.st_mode) else "file that is not a socket"
     return f"path now holds another {kind} (inode {st.st_ino})"
 
 
+def suspects(
+    bound: Iterable[BoundSocket], within: frozenset[str] | None
+) -> list[tuple[BoundSocket, str]]:
+    """Listening sockets (in the directories `within`, or anywhere if None) whose file is gone
+    or replaced, with what is at the path now. Abstract and relative names prove nothing."""
+    found = []
+    for sock in bound:
+        if not sock.listening or not sock.path.startswith("/"):
+            continue
+        if within is not None and os.path.dirname(sock.path) not in within:
+            continue
+        reason = what_is_at(sock.path, sock)
+        if reason is not None:
+            found.append((sock, reason))
+    return found
+
+
 def find_orphans(
     servers: Iterable[TmuxServer],
-    listeners: Sequence[Listener],
-    within: frozenset[str] | None = None,
+    suspected: Sequence[tuple[BoundSocket, str]],
+    held: Callable[[int], frozenset[int]],
 ) -> list[Orphan]:
-    """Servers whose listening socket's file is gone or replaced (pure but for lstat).
-
-    `within`: only paths whose directory is one of these (the directories being checked).
-    A server ss shows no listener for is not reported: nothing proves where it listened.
-    """
-    by_pid: dict[int, list[Listener]] = {}
-    for listener in listeners:
-        for pid in listener.pids:
-            by_pid.setdefault(pid, []).append(listener)
+    """The servers that hold a suspect listening socket (`held(pid)`: the socket inodes of a
+    process). A server holding none is not reported: nothing proves where it listened."""
+    by_sock = {sock.sock_ino: (sock, reason) for sock, reason in suspected}
     orphans = []
     for server in servers:
-        for listener in by_pid.get(server.pid, ()):
-            if within is not None and os.path.dirname(listener.path) not in within:
-                continue
-            reason = what_is_at(listener.path, listener)
-            if reason is not None:
-                orphans.append(
-                    Orphan(
-                        server.pid,
-                        server.uid,
-                        listener.path,
-                        listener.inode,
-                        reason,
-                        server.create_time,
-                    )
-                )
+        for sock_ino in held(server.pid) & by_sock.keys():
+            sock, reason = by_sock[sock_ino]
+            orphans.append(
+                Orphan(server.pid, server.uid, sock.path, sock.ino, reason, server.started)
+            )
     return sorted(orphans, key=lambda o: (o.path, o.pid))
 
 
-def orphaned_servers(
-    within: frozenset[str] | None,
-    *,
-    uid: int | None,
-    known_pids: frozenset[int] = frozenset(),
-    timeout: float = 5.0,
-) -> list[Orphan]:
-    """Find orphans. `known_pids` are servers already seen answering on a socket file of theirs
-    (SO_PEERCRED of a live probe); when no other server exists, ss is not run at all."""
-    candidates = [s for s in tmux_servers(uid) if s.pid not in known_pids]
-    if not candidates:
-        return []
-    return find_orphans(candidates, ss_listeners(timeout), within)
+class OrphansUnknown(Exception):
+    """Orphans could not be looked for (the message says why): never read as "none"."""
+
+
+def orphaned_servers(within: frozenset[str] | None, *, uid: int | None) -> list[Orphan]:
+    """Find orphans of user `uid` (None: everybody's) in the directories `within` (None: all).
+
+    Raises OrphansUnknown when the kernel cannot be asked, or when a listener's file is gone,
+    no server we can see holds it, and a tmux server's fds could not be read: that one may."""
+    try:
+        suspected = suspects(bound_sockets(), within)
+    except SockDiagUnavailable as exc:
+        raise OrphansUnknown(str(exc)) from None
+    if not suspected:
+        return []  # the common case: no /proc scan at all
+    servers = tmux_servers(uid)
+    held = {server.pid: socket_inodes(server.pid) for server in servers}
+    found = find_orphans(servers, suspected, lambda pid: held[pid] or frozenset())
+    blind = sorted(pid for pid, inodes in held.items() if inodes is None)
+    proven = {(o.path, o.inode) for o in found}
+    if blind and any((sock.path, sock.ino) not in proven for sock, _ in suspected):
+        pids = ", ".join(map(str, blind))
+        raise OrphansUnknown(f"cannot read the open files of tmux server(s) {pids}")
+    return found
 
 
 # --- recover: SIGUSR1, only after proof -------------------------------------------------------
@@ -270,19 +251,14 @@ def _refused(orphan: Orphan, reason: str) -> Recovery:
 
 def _still_the_server(orphan: Orphan) -> str | None:
     """Why the process is no longer the orphan we found (or cannot take a signal), else None."""
-    import psutil  # noqa: PLC0415 - see the module docstring
-
-    try:
-        proc = psutil.Process(orphan.pid)
-        name, status, created = proc.name(), proc.status(), proc.create_time()
-        owner = proc.uids().effective
-    except psutil.Error:
+    info = proc_info(orphan.pid)
+    if info is None or info.state in ("Z", "X"):
         return "the server has exited"
-    if name != TMUX_SERVER_NAME or abs(created - orphan.create_time) > 0.01:
+    if info.name != TMUX_SERVER_NAME or info.started != orphan.started:
         return "the pid now belongs to another process"
-    if owner != os.geteuid():
-        return f"server runs as uid {owner}, not ours: run recover as that user"
-    if status in (psutil.STATUS_STOPPED, psutil.STATUS_TRACING_STOP):
+    if info.euid != os.geteuid():
+        return f"server runs as uid {info.euid}, not ours: run recover as that user"
+    if info.state in ("T", "t"):
         return "the server is stopped (SIGSTOP): it would not handle SIGUSR1; SIGCONT it first"
     return None
 
@@ -309,16 +285,21 @@ def _socket_dir(orphan: Orphan, dry_run: bool) -> tuple[int | None, str]:
     return fd, "" if fd is not None else f"socket directory {display(directory)}: {verdict.reason}"
 
 
-def _path_taken(dir_fd: int | None, orphan: Orphan, listeners: Sequence[Listener]) -> str | None:
-    """Why SIGUSR1 must not be sent now, or None. The file at the path (if any) must be a stale
-    socket of ours that no listener owns, and the orphan must still listen on its old inode."""
+def _path_taken(dir_fd: int | None, orphan: Orphan, bound: Sequence[BoundSocket]) -> str | None:
+    """Why SIGUSR1 must not be sent now, or None. The orphan must still listen on its old inode
+    at its path, and the file at the path (if any) must be a stale socket of ours that no socket
+    is bound to (listening, or between bind and listen: tmux would unlink it under a server)."""
     from forge_tmux.probe import SocketState, classify  # noqa: PLC0415
 
+    held = socket_inodes(orphan.pid) or frozenset()
     if not any(
-        orphan.pid in lst.pids and lst.path == orphan.path and lst.inode == orphan.inode
-        for lst in listeners
+        sock.listening
+        and sock.path == orphan.path
+        and sock.ino == orphan.inode
+        and sock.sock_ino in held
+        for sock in bound
     ):
-        return "ss no longer shows the server listening on that path"
+        return "the kernel no longer shows the server listening on that path"
     directory, name = os.path.split(orphan.path)
     if dir_fd is None:
         return None  # the directory is gone (dry run): nothing can be at the path
@@ -328,14 +309,14 @@ def _path_taken(dir_fd: int | None, orphan: Orphan, listeners: Sequence[Listener
         return None
     except OSError as exc:
         return f"cannot examine the path: {exc.strerror or exc}"
-    owners = sorted({p for lst in listeners if lst.inode == st.st_ino for p in lst.pids})
-    if owners:
-        return f"another server now listens on this path (pid {', '.join(map(str, owners))})"
+    bound_here = [sock for sock in bound if (sock.dev, sock.ino) == (st.st_dev, st.st_ino)]
     probe, _ = classify(dir_fd, directory, name)
+    if probe.state is SocketState.LIVE or any(sock.listening for sock in bound_here):
+        return f"another server now listens on this path (pid {probe.peer_pid or '?'})"
+    if bound_here:
+        return "a socket is bound to this path (a server is starting there)"
     if probe.state is SocketState.STALE:
         return None  # a stale socket: tmux replaces it, exactly as a new server would
-    if probe.state is SocketState.LIVE:
-        return f"another server now listens on this path (pid {probe.peer_pid or '?'})"
     return f"the path is taken: {probe.reason}"
 
 
@@ -348,7 +329,7 @@ def _recover_one(orphan: Orphan, dry_run: bool, timeout: float) -> Recovery:
         return _refused(orphan, problem)
     try:
         if dry_run:
-            problem = _path_taken(dir_fd, orphan, ss_listeners())
+            problem = _path_taken(dir_fd, orphan, bound_sockets())
             if problem:
                 return _refused(orphan, problem)
             return Recovery(
@@ -360,7 +341,7 @@ def _recover_one(orphan: Orphan, dry_run: bool, timeout: float) -> Recovery:
             )
         assert dir_fd is not None  # noqa: S101 - _socket_dir returns a fd or a problem
         return _signal_under_lock(dir_fd, orphan, timeout)
-    except SsUnavailable as exc:
+    except SockDiagUnavailable as exc:
         return _refused(orphan, f"cannot prove the path: {exc}")
     finally:
         if dir_fd is not None:
@@ -369,20 +350,29 @@ def _recover_one(orphan: Orphan, dry_run: bool, timeout: float) -> Recovery:
 
 def _signal_under_lock(dir_fd: int, orphan: Orphan, timeout: float) -> Recovery:
     """tmux's lock for the path is held while the socket comes back, so a client that wants to
-    start a server there waits and then finds the recovered one instead of starting a second."""
-    import signal  # noqa: PLC0415
+    start a server there waits and then finds the recovered one instead of starting a second.
+
+    Once the server answers on its path again, the lock file is retired as tmux's own server
+    does when it starts (it listens, then unlinks the lock file and releases the lock): a client
+    that opened the old file waits on our lock and then connects to the recovered server. The
+    release goes through `locks.HeldLocks`, the sweep's rule for every lock file it retires, so
+    no client can take the unlinked file's lock without waiting first. Without that retirement
+    the file would stay forever: SIGUSR1 is not a server start, and tmux removes a lock file
+    only when it starts a server. Any other outcome leaves the file (tmux-facts: the safe choice).
+    """
     import time  # noqa: PLC0415
 
-    from forge_tmux.probe import SocketState, connect_path, probe_connect  # noqa: PLC0415
+    from forge_tmux.locks import HeldLocks  # noqa: PLC0415
 
     # The sweep's own lock helpers: the same file, flags and ownership rule as its removals.
     from forge_tmux.sweep import LOCK_SUFFIX, lock_is_ours, open_lock  # noqa: PLC0415
 
-    directory, name = os.path.split(orphan.path)
+    lock_name = os.path.basename(orphan.path) + LOCK_SUFFIX
     try:
-        lock_fd = open_lock(dir_fd, name + LOCK_SUFFIX, create=True)
+        lock_fd = open_lock(dir_fd, lock_name, create=True)
     except OSError as exc:
         return _refused(orphan, f"cannot open tmux's lock file: {exc.strerror or exc}")
+    retired = False
     try:
         if not lock_is_ours(lock_fd):
             return _refused(orphan, "tmux's lock file for this path is not ours")
@@ -390,29 +380,84 @@ def _signal_under_lock(dir_fd: int, orphan: Orphan, timeout: float) -> Recovery:
             fcntl.flock(lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             return _refused(orphan, "a tmux client is starting a server on this path right now")
-        problem = _path_taken(dir_fd, orphan, ss_listeners()) or _still_the_server(orphan)
+        result = _signal_and_wait(dir_fd, orphan, timeout)
+        if result.action is RecoverAction.RECOVERED:
+            retired = _unlink_held_lock(dir_fd, lock_name, lock_fd)
+        return result
+    finally:
+        if retired:
+            held = HeldLocks()
+            held.add(lock_fd)
+            # Bounded like the sweep's own waits (2 s by default): only a client stalled between
+            # its open() and its flock() for that long could still take the old file's lock.
+            held.release(time.monotonic() + min(timeout, 2.0))  # closes it
+        else:
+            os.close(lock_fd)  # releases the flock; the lock file stays
+
+
+def _signal_and_wait(dir_fd: int, orphan: Orphan, timeout: float) -> Recovery:
+    """Under the lock: prove once more, send SIGUSR1, wait for the server to answer on its path.
+
+    The signal goes through a pidfd opened before the last identity check where the kernel has
+    them (5.3+): a pid reused after that check cannot receive it."""
+    import signal  # noqa: PLC0415
+    import time  # noqa: PLC0415
+
+    from forge_tmux.probe import SocketState, connect_path, probe_connect  # noqa: PLC0415
+
+    directory, name = os.path.split(orphan.path)
+    pidfd = _pidfd(orphan.pid)
+    try:
+        problem = _path_taken(dir_fd, orphan, bound_sockets()) or _still_the_server(orphan)
         if problem:
             return _refused(orphan, problem)
-        os.kill(orphan.pid, signal.SIGUSR1)
-        target = connect_path(dir_fd, directory, name) or orphan.path
-        deadline = time.monotonic() + timeout
-        while True:
-            probe = probe_connect(target)
-            if probe.state is SocketState.LIVE and probe.peer_pid == orphan.pid:
-                return Recovery(
-                    orphan.pid,
-                    orphan.path,
-                    RecoverAction.RECOVERED,
-                    "sent SIGUSR1; the server listens on its path again",
-                )
-            if time.monotonic() > deadline:
-                return Recovery(
-                    orphan.pid,
-                    orphan.path,
-                    RecoverAction.FAILED,
-                    f"sent SIGUSR1 but the socket did not answer within {timeout:g} s"
-                    f" ({probe.reason})",
-                )
-            time.sleep(0.02)
+        try:
+            if pidfd is not None:
+                signal.pidfd_send_signal(pidfd, signal.SIGUSR1)
+            else:
+                os.kill(orphan.pid, signal.SIGUSR1)
+        except ProcessLookupError:
+            return _refused(orphan, "the server has exited")
     finally:
-        os.close(lock_fd)  # releases the flock; the lock file stays, as tmux-facts advise
+        if pidfd is not None:
+            os.close(pidfd)
+    target = connect_path(dir_fd, directory, name) or orphan.path
+    deadline = time.monotonic() + timeout
+    while True:
+        probe = probe_connect(target)
+        if probe.state is SocketState.LIVE and probe.peer_pid == orphan.pid:
+            return Recovery(
+                orphan.pid,
+                orphan.path,
+                RecoverAction.RECOVERED,
+                "sent SIGUSR1; the server listens on its path again",
+            )
+        if time.monotonic() > deadline:
+            return Recovery(
+                orphan.pid,
+                orphan.path,
+                RecoverAction.FAILED,
+                f"sent SIGUSR1 but the socket did not answer within {timeout:g} s ({probe.reason})",
+            )
+        time.sleep(0.02)
+
+
+def _pidfd(pid: int) -> int | None:
+    """A pidfd for `pid`, or None where the kernel (or Python) has none, or the pid is gone."""
+    try:
+        return os.pidfd_open(pid)
+    except (AttributeError, OSError):
+        return None
+
+
+def _unlink_held_lock(dir_fd: int, lock_name: str, lock_fd: int) -> bool:
+    """Unlink `lock_name` if it is still the very file whose flock we hold."""
+    held = os.fstat(lock_fd)
+    try:
+        on_disk = os.lstat(lock_name, dir_fd=dir_fd)
+        if (on_disk.st_dev, on_disk.st_ino) != (held.st_dev, held.st_ino):
+            return False
+        os.unlink(lock_name, dir_fd=dir_fd)
+    except OSError:
+        return False
+    return True

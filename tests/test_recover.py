@@ -3,15 +3,18 @@ sessions intact; SIGUSR1 is refused when another server owns the path now."""
 
 from __future__ import annotations
 
+import fcntl
 import os
 import shutil
 import signal
+import socket
 import stat
 import subprocess
 from collections.abc import Callable
 
 import pytest
 from conftest import CliResult, Server, TmuxEnv, needs_root, needs_tmux, pid_alive
+from no_netlink import run_without_netlink
 
 pytestmark = needs_tmux
 
@@ -56,6 +59,8 @@ def test_orphan_is_found_and_recovered_with_sessions_intact(tmux_env: TmuxEnv, c
     assert sessions(tmux_env, "lost") == ["main", "second"]
     assert pid_on(tmux_env, "lost") == server.pid
     assert "recovered the socket" in result.err  # logged on stderr
+    # The lock file taken for the recovery is retired, as tmux's server does when it starts.
+    assert sorted(os.listdir(tmux_env.sockdir)) == ["lost"]
 
     again = cli("recover")
     assert again.code == 0
@@ -81,6 +86,48 @@ def test_refused_when_another_live_server_owns_the_path(tmux_env: TmuxEnv, cli: 
     human = cli("recover")
     assert human.code == 1
     assert "refused" in human.out
+
+
+def test_refused_when_a_socket_is_bound_at_the_path_but_not_listening(
+    tmux_env: TmuxEnv, cli: Cli
+) -> None:
+    """A server between its bind() and its listen() is refused by connect() like a stale file;
+    the kernel knows it is bound. SIGUSR1 would make tmux unlink it under that server."""
+    server = orphan(tmux_env, "starting")
+    newcomer = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        newcomer.bind(server.path)  # bound, not yet listening
+        inode = os.lstat(server.path).st_ino
+
+        result = cli("recover", "--json")
+
+        assert result.code == 1, result.out
+        [entry] = result.json()["orphans"]
+        assert (entry["pid"], entry["action"]) == (server.pid, "refused")
+        assert "a socket is bound to this path" in entry["reason"]
+        assert os.lstat(server.path).st_ino == inode  # the newcomer keeps its file
+        assert pid_alive(server.pid)
+    finally:
+        newcomer.close()
+
+
+def test_a_held_lock_is_left_alone(tmux_env: TmuxEnv, cli: Cli) -> None:
+    """A tmux client holding the lock is starting a server there: refused, its lock untouched."""
+    server = orphan(tmux_env, "busy")
+    lock_path = server.path + ".lock"
+    fd = os.open(lock_path, os.O_WRONLY | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        inode = os.fstat(fd).st_ino
+
+        result = cli("recover", "--json")
+
+        assert result.code == 1
+        assert "starting a server on this path" in result.json()["orphans"][0]["reason"]
+        assert os.lstat(lock_path).st_ino == inode
+        assert not os.path.exists(server.path)
+    finally:
+        os.close(fd)
 
 
 def test_two_orphans_of_one_path_need_a_choice(tmux_env: TmuxEnv, cli: Cli) -> None:
@@ -153,24 +200,24 @@ def test_nothing_to_recover(tmux_env: TmuxEnv, cli: Cli) -> None:
     assert result.json() == {"ok": True, "dry_run": False, "orphans": []}
 
 
-def test_without_ss_nothing_is_signalled(tmux_env: TmuxEnv, cli: Cli) -> None:
+def test_without_netlink_nothing_is_signalled(tmux_env: TmuxEnv) -> None:
+    """A sandbox that denies AF_NETLINK leaves orphans unproven: never signalled, and health
+    says it could not check (never "no orphans")."""
     server = orphan(tmux_env, "unproven")
-    bin_dir = os.path.join(tmux_env.root, "bin")
-    os.mkdir(bin_dir)
-    tmux = shutil.which("tmux")
-    assert tmux is not None
-    os.symlink(tmux, os.path.join(bin_dir, "tmux"))  # tmux, but no ss on PATH
-    env = {**tmux_env.env, "PATH": bin_dir}
 
-    result = cli("recover", "--json", env=env)
-    assert result.code == 1
+    result = run_without_netlink("recover", "--json", env=tmux_env.env)
+    assert result.code == 1, result.err
     assert result.json()["ok"] is False
-    assert "ss" in result.json()["error"]
+    assert "netlink (sock_diag) unavailable" in result.json()["error"]
     assert not os.path.exists(server.path)
+    assert not os.path.exists(server.path + ".lock")
 
-    nagios = cli("health", "--format", "nagios", env=env)
+    nagios = run_without_netlink("health", "--format", "nagios", env=tmux_env.env)
     assert nagios.code == 3, nagios.out  # the orphan check could not run: UNKNOWN
-    assert "ss (iproute2) not found" in cli("health", "--json", env=env).json()["orphan_error"]
+    report = run_without_netlink("health", "--json", env=tmux_env.env).json()
+    assert "sock_diag" in report["orphan_error"]
+    assert report["orphaned"] == 0
+    assert pid_alive(server.pid)
 
 
 @needs_root

@@ -4,24 +4,17 @@ Errors in the user's input become one line on stderr and exit 2, never a traceba
 
 Commands live in one module each (`_sweep.py`, ...), registered on the shared app when imported.
 Only the module of the command being run is imported: Typer converts every registered command
-at start-up, and the sweep's cold start must stay within 1.3x of `import typer` however many
-commands the program grows (the lazy-subcommand pattern click documents as LazyGroup).
+at start-up, and the sweep's cold start must stay within 1.2x of `import typer` however many
+commands the program grows (the lazy-subcommand pattern click documents as LazyGroup, see
+`_root.py`). `--help` lists the commands from SUMMARIES without importing any of them, and
+`--version` is answered before Typer is even imported.
 """
 
 from __future__ import annotations
 
 import importlib
 import sys
-from typing import Annotated, Final
-
-import typer
-
-# Typer vendors click; its exception types are the only way to tell a usage error apart.
-from typer._click import exceptions as click_exc
-
-from forge_tmux import __version__
-from forge_tmux.cli.common import State, app
-from forge_tmux.errors import UsageError
+from typing import Final
 
 # command name -> module that registers it
 COMMANDS: Final[dict[str, str]] = {
@@ -37,56 +30,56 @@ COMMANDS: Final[dict[str, str]] = {
     "boot": "forge_tmux.cli._telegram",
     "bot": "forge_tmux.cli._telegram",
 }
+# The first paragraph of each command's help, for the list in `forge-tmux --help`. A test pins
+# every line to the command's own docstring; a command missing here is imported to be listed.
+SUMMARIES: Final[dict[str, str]] = {
+    "sweep": "Remove stale tmux sockets (no server listening); never anything else.",
+    "spawn": "Start a detached tmux session NAME on its own socket (-L spawn-NAME), verified.",
+    "post-boot": "Start every [[boot.sessions]] entry of the config, each on its own socket.",
+    "audit": "Find tmux calls that use the shared default socket (no -L/-S) in shell scripts, "
+    "Python files and unit files; print `file:line: text` for each.",
+    "units": "The systemd units: render, install, uninstall, status.",
+    "doctor": "Check the installation, one line per check (ok/warn/FAIL); changes nothing.",
+    "health": "Read-only socket health: live, dead, hung, unknown; never starts or removes "
+    "anything.",
+    "recover": "Bring back the deleted sockets of your own orphaned tmux servers with SIGUSR1.",
+    "notify": "Send a message to the Telegram chat, delivering the outbox first (oldest first).",
+    "boot": "The boot hook: sweep, the post-boot sessions' status, the health row, and the "
+    "summary to Telegram. Exit 0 unless the sweep itself failed (Telegram never changes the "
+    "exit code).",
+    "bot": "Run the Telegram bot (long polling): /spawn NAME [PROFILE], /health, /sweep, /help "
+    "for the users in bot.allowed_user_ids / FORGE_TMUX_BOT_ALLOWED_USERS only. Stops on "
+    "SIGTERM.",
+}
 # Global options that take a value, so the command name is found after them.
 _VALUED_GLOBALS: Final = frozenset({"--config"})
 
 
 def command_name(argv: list[str]) -> str | None:
-    """The subcommand named on the command line, or None (help, --version, nothing)."""
+    """The subcommand named on the command line, as click will find it, or None (help,
+    --version, nothing)."""
     skip = False
-    for arg in argv:
+    for index, arg in enumerate(argv):
         if skip:
             skip = False
         elif arg in _VALUED_GLOBALS:
             skip = True
         elif arg == "--":
-            return None
+            return argv[index + 1] if index + 1 < len(argv) else None
         elif not arg.startswith("-"):
             return arg
     return None
 
 
 def register(argv: list[str]) -> None:
-    """Import the module of the command being run, or all of them when it is not known."""
-    wanted = COMMANDS.get(command_name(argv) or "")
+    """Import the module of the command being run. No command (help): none at all. An unknown
+    name: all of them, so that click can suggest the nearest ("Did you mean 'sweep'?")."""
+    name = command_name(argv)
+    if name is None:
+        return
+    wanted = COMMANDS.get(name)
     for module in [wanted] if wanted else sorted(set(COMMANDS.values())):
         importlib.import_module(module)
-
-
-def _version(value: bool) -> None:
-    if value:
-        print(f"forge-tmux {__version__}")
-        raise typer.Exit(0)
-
-
-@app.callback()
-def _global(
-    ctx: typer.Context,
-    config: Annotated[
-        str | None,
-        typer.Option(
-            "--config",
-            help="Config file (TOML). Default: $XDG_CONFIG_HOME/forge-tmux/config.toml; "
-            "a missing default file means defaults.",
-        ),
-    ] = None,
-    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log debug detail.")] = False,
-    version: Annotated[
-        bool,
-        typer.Option("--version", callback=_version, is_eager=True, help="Print the version."),
-    ] = False,
-) -> None:
-    ctx.obj = State(config, verbose)
 
 
 def _error(message: str) -> int:
@@ -98,9 +91,27 @@ def _error(message: str) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
+    if args == ["--version"]:
+        # The common case of --version needs neither Typer nor a command (see _root._version).
+        from forge_tmux import __version__  # noqa: PLC0415
+
+        sys.stdout.write(f"forge-tmux {__version__}\n")
+        return 0
+    return _run(args)
+
+
+def _run(args: list[str]) -> int:
+    import typer  # noqa: PLC0415 - see main
+
+    # Typer vendors click; its exception types are the only way to tell a usage error apart.
+    from typer._click import exceptions as click_exc  # noqa: PLC0415
+
+    from forge_tmux.cli._root import command_group  # noqa: PLC0415
+    from forge_tmux.errors import UsageError  # noqa: PLC0415
+
     register(args)
     try:
-        result = app(args=args, prog_name="forge-tmux", standalone_mode=False)
+        result = command_group().main(args=args, prog_name="forge-tmux", standalone_mode=False)
     except click_exc.NoArgsIsHelpError as exc:
         # A bare `forge-tmux`: the help is the answer, on stderr, as click does it.
         sys.stderr.write(exc.format_message() + "\n")

@@ -200,10 +200,11 @@ def recover(
 ) -> None:
     """Bring back the deleted sockets of your own orphaned tmux servers with SIGUSR1.
 
-    Only after proving (ss -xlpe) which path each server listened on and that nothing else
-    listens there now. Only your own servers are signalled; as root, other users' orphans in the
-    given directories are listed and refused (their owner runs recover). Exit 0 when every
-    orphan was recovered (or would be) or none was found, 1 when any was refused or failed.
+    Only after proving (the kernel's sock_diag) which path each server listened on and that
+    nothing else listens there now. Only your own servers are signalled; as root, other users'
+    orphans in the given directories are listed and refused (their owner runs recover). Exit 0
+    when every orphan was recovered (or would be) or none was found, 1 when any was refused or
+    failed.
     """
     from forge_tmux import orphans as core  # noqa: PLC0415
     from forge_tmux.paths import display  # noqa: PLC0415
@@ -217,7 +218,7 @@ def recover(
         results = core.recover(
             found, pids=pids or (), dry_run=dry_run, timeout=positive(timeout, "--timeout")
         )
-    except core.SsUnavailable as exc:
+    except core.OrphansUnknown as exc:
         message = f"cannot look for orphaned servers: {exc}"
         if json_out:
             emit_json({"ok": False, "dry_run": dry_run, "orphans": [], "error": message})

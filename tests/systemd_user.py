@@ -22,7 +22,7 @@ made and undone by a keeper process (`python systemd_user.py`, started under
 
 The virtualenv: the package is installed fresh for every run into a directory of that run that
 a watchdog removes (hostguard.py), on top of a deliberate cache of its dependencies only,
-`/var/tmp/forge-tmux-e2e-deps-<key>` (about 45 MB; the key hashes the dependency list and the
+`/var/tmp/forge-tmux-e2e-deps-<key>` (54 MB measured; the key hashes the dependency list and the
 Python version, so source changes never rebuild it). A run holds a shared lock on the cache it
 uses; a cache of another key that nobody holds is removed, so at most one per dependency set in
 use exists.
@@ -217,12 +217,18 @@ def leftovers() -> list[str]:
     """What of this process's throw-away users is still on the host."""
     found = []
     for uid, name in _STARTED:
-        with contextlib.suppress(KeyError):
-            pwd.getpwnam(name)
-            found.append(f"throw-away user {name}")
-        pids = _uid_pids(uid)
-        if pids:
-            found.append(f"processes {sorted(pids)} of throw-away uid {uid}")
+        try:
+            owner = pwd.getpwuid(uid).pw_name
+        except KeyError:
+            owner = name  # no account: processes of the uid can only be what ours left
+        if owner == name:
+            with contextlib.suppress(KeyError):
+                pwd.getpwnam(name)
+                found.append(f"throw-away user {name}")
+            pids = _uid_pids(uid)
+            if pids:
+                found.append(f"processes {sorted(pids)} of throw-away uid {uid}")
+        # else a concurrent run has since made its own user with that uid: its processes are its
     return found
 
 

@@ -13,6 +13,7 @@ import sys
 import textwrap
 
 import pytest
+import systemd_user
 from conftest import TMUX, HostState, TmuxEnv, leftovers, needs_tmux, pid_alive, wait_for
 from systemd_user import (
     USERADD_NAME_TAKEN,
@@ -152,3 +153,17 @@ def test_a_killed_run_leaves_no_user_manager_or_run_systemd_behind() -> None:
     assert not os.path.exists(made["home"])
     assert not os.path.exists(f"/tmp/tmux-{uid}")
     assert os.path.lexists("/run/systemd/system") == host_had_run_systemd
+
+
+def test_the_session_check_names_a_user_left_and_not_a_uid_taken_since(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    me = pwd.getpwuid(os.getuid())
+    # A user of ours still there (stand-in: this process's own account, which has processes).
+    monkeypatch.setattr(systemd_user, "_STARTED", [(me.pw_uid, me.pw_name)])
+    left = systemd_user.leftovers()
+    assert f"throw-away user {me.pw_name}" in left
+    assert any(str(os.getpid()) in line for line in left)
+    # Ours is gone and a concurrent run made its own user with the same uid: not ours to report.
+    monkeypatch.setattr(systemd_user, "_STARTED", [(me.pw_uid, "ftx-gone-since")])
+    assert systemd_user.leftovers() == []

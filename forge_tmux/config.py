@@ -5,8 +5,21 @@ error (the operator asked for that file). Validation is hand-written because the
 and a validation library would cost start-up time on the sweep's hot path. The records are
 NamedTuples rather than frozen dataclasses for the same reason: creating a dataclass costs ~0.35 ms
 at import, a NamedTuple ~0.05 ms, and the sweep's cold start has a budget of a few milliseconds.
+
+One rule for every path key (`socket_dirs`, `telegram.token_file`): `~` and `~user` are expanded
+here, when the file is loaded, and the result must be absolute. Every command (sweep, notify,
+doctor, the rendered units) then sees the same path, whatever its working directory.
+
+Every duration key is a number of seconds above 0 and at most `MAX_SECONDS` (one day), in the
+config and on the command line (`check_seconds` is the one rule for both). NaN and infinity are
+valid TOML and valid Python floats, and so is 1e308; each would reach a wait that never ends
+(NaN compares false with every deadline) or a system call that overflows (poll() takes a C int
+of milliseconds, 24.8 days at most; `threading` waits stop near 292 years). No probe, spawn or
+delivery has a reason to wait a day, so a bound far below every overflow and far above every
+sane value costs nothing and turns each of those into exit 2 with the key's name.
 """
 
+import math
 import os
 from collections.abc import Callable
 from typing import Any, Final, NamedTuple, TypeVar
@@ -17,6 +30,13 @@ from forge_tmux.paths import default_config_path
 T = TypeVar("T")
 
 NOTIFY_POLICIES: Final = ("never", "changes", "always")
+MAX_SECONDS: Final = 86_400.0
+# tomllib parses arrays and inline tables recursively; this deep a value only comes from a
+# hostile or broken file, and finding its key must not itself recurse.
+# 64 openers with no closer between them: never in a sane file, always in one that recursed.
+_DEEP_NESTING: Final = r"(?:[\[{][^\[\]{}]*){64}"
+_KEY_LINE: Final = r"(?m)^[ \t]*([A-Za-z0-9_.\"' \t-]+?)[ \t]*="
+_TABLE_LINE: Final = r"(?m)^[ \t]*\[\[?[ \t]*([^\]\n]+?)[ \t]*\]\]?"
 
 
 class Profile(NamedTuple):
@@ -117,7 +137,14 @@ def _join(where: str, key: str) -> str:
 def _str(value: Any, name: str) -> str:
     if not isinstance(value, str):
         raise ConfigError(f"'{name}' must be a string")
+    _no_nul(value, name)
     return value
+
+
+def _no_nul(value: str, name: str) -> None:
+    # TOML allows "\u0000"; no path, argument or name we hand to the system can hold one.
+    if "\0" in value:
+        raise ConfigError(f"'{name}' must not contain a NUL character")
 
 
 def _opt_str(value: Any, name: str) -> str | None:
@@ -130,10 +157,21 @@ def _nonempty_str(value: Any, name: str) -> str:
     return str(value)
 
 
-def _positive(value: Any, name: str) -> float:
+def check_seconds(value: float) -> str | None:
+    """Why `value` is not a usable duration, or None: the rule for config keys and options."""
+    if not (math.isfinite(value) and 0 < value <= MAX_SECONDS):  # NaN fails every comparison
+        return f"must be a positive number of seconds, at most {MAX_SECONDS:.0f} (one day)"
+    return None
+
+
+def _seconds(value: Any, name: str) -> float:
     # bool is an int in Python; `timeout = true` is a mistake, not 1 second.
-    if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
-        raise ConfigError(f"'{name}' must be a positive number")
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ConfigError(f"'{name}' must be a positive number of seconds")
+    # A huge TOML integer would overflow float(); it is out of range either way.
+    problem = check_seconds(float(value) if abs(value) <= MAX_SECONDS else math.inf)
+    if problem:
+        raise ConfigError(f"'{name}' {problem}, not {value:g}")
     return float(value)
 
 
@@ -146,14 +184,31 @@ def _count(value: Any, name: str) -> int:
 def _str_list(value: Any, name: str) -> tuple[str, ...]:
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
         raise ConfigError(f"'{name}' must be a list of strings")
+    for item in value:
+        _no_nul(item, name)
     return tuple(value)
+
+
+def _path(value: Any, name: str) -> str:
+    """The one rule for path keys: `~` expanded at load time, then absolute."""
+    raw = _str(value, name)
+    if not raw:
+        raise ConfigError(f"'{name}' must not be an empty path")
+    path = os.path.expanduser(raw)
+    if not os.path.isabs(path):
+        raise ConfigError(f"'{name}' must be an absolute path or start with ~, not {raw!r}")
+    return path
+
+
+def _opt_path(value: Any, name: str) -> str | None:
+    return _path(value, name)
 
 
 def _dir_list(value: Any, name: str) -> tuple[str, ...]:
     dirs = _str_list(value, name)
     if not all(dirs):
         raise ConfigError(f"'{name}' must not contain an empty path")
-    return tuple(os.path.expanduser(d) for d in dirs)
+    return tuple(_path(d, name) for d in dirs)
 
 
 def _argv(value: Any, name: str) -> tuple[str, ...]:
@@ -175,6 +230,8 @@ def _chat_id(value: Any, name: str) -> str:
     # Telegram chat ids are integers, or '@channelname'; TOML users write either.
     if isinstance(value, int) and not isinstance(value, bool):
         return str(value)
+    if not isinstance(value, str):
+        raise ConfigError(f"'{name}' must be a string or an integer")
     return _nonempty_str(value, name)
 
 
@@ -261,29 +318,29 @@ def parse(data: dict[str, Any], path: str | None = None) -> Config:
         socket_dirs=top.get("socket_dirs", _dir_list, defaults.socket_dirs),
         protected_sockets=top.get("protected_sockets", _str_list, defaults.protected_sockets),
         sweep=SweepConfig(
-            timeout=sweep.get("timeout", _positive, defaults.sweep.timeout),
+            timeout=sweep.get("timeout", _seconds, defaults.sweep.timeout),
             notify=sweep.get("notify", _policy, defaults.sweep.notify),
         ),
         spawn=SpawnConfig(
-            ready_timeout=spawn.get("ready_timeout", _positive, defaults.spawn.ready_timeout),
+            ready_timeout=spawn.get("ready_timeout", _seconds, defaults.spawn.ready_timeout),
             default_profile=default_profile,
             profiles=profiles,
         ),
         boot=BootConfig(sessions=tuple(sessions)),
         telegram=TelegramConfig(
-            token_file=telegram.get("token_file", _opt_str, None),
+            token_file=telegram.get("token_file", _opt_path, None),
             chat_id=telegram.get("chat_id", _chat_id, None),
             api_url=telegram.get("api_url", _opt_str, None),
-            timeout=telegram.get("timeout", _positive, defaults.telegram.timeout),
+            timeout=telegram.get("timeout", _seconds, defaults.telegram.timeout),
         ),
         bot=BotConfig(
             allowed_user_ids=bot.get("allowed_user_ids", _id_list, ()),
             allowed_chat_ids=bot.get("allowed_chat_ids", _id_list, ()),
-            max_command_age=bot.get("max_command_age", _positive, defaults.bot.max_command_age),
+            max_command_age=bot.get("max_command_age", _seconds, defaults.bot.max_command_age),
             spawns_per_minute=bot.get("spawns_per_minute", _count, defaults.bot.spawns_per_minute),
         ),
         health=HealthConfig(
-            timeout=health.get("timeout", _positive, defaults.health.timeout),
+            timeout=health.get("timeout", _seconds, defaults.health.timeout),
             parallel=health.get("parallel", _count, defaults.health.parallel),
         ),
     )
@@ -312,12 +369,33 @@ def load(path: str | None = None) -> Config:
     import tomllib  # noqa: PLC0415 - only paid when a config file exists
 
     try:
-        data = tomllib.loads(raw.decode("utf-8"))
+        text = raw.decode("utf-8")
+        data = tomllib.loads(text)
     except UnicodeDecodeError:
         raise ConfigError(f"{target}: not valid UTF-8") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{target}: not valid TOML: {exc}") from None
+    except RecursionError:
+        raise ConfigError(f"{target}: not valid TOML: {_too_deep(text)}") from None
     try:
         return parse(data, os.path.abspath(target))
     except ConfigError as exc:
         raise ConfigError(f"{target}: {exc}") from None
+
+
+def _too_deep(text: str) -> str:
+    """Name the key whose value is nested too deeply (tomllib's RecursionError names nothing)."""
+    import re  # noqa: PLC0415 - only a broken file pays for re
+
+    deep = re.search(_DEEP_NESTING, text)
+    if deep is None:
+        return "a value is nested too deeply"
+    line = text.count("\n", 0, deep.start()) + 1
+    keys = list(re.finditer(_KEY_LINE, text[: deep.start()]))
+    if not keys:
+        return f"a value is nested too deeply (line {line})"
+    key = keys[-1]
+    tables = list(re.finditer(_TABLE_LINE, text[: key.start()]))
+    table = tables[-1].group(1).replace(" ", "") if tables else ""
+    name = _join(table, key.group(1).strip())
+    return f"'{name}' is nested too deeply (line {line})"

@@ -63,6 +63,9 @@ class HealthResult:
     orphan_error: str = ""  # why orphans could not be looked for ("" when they were)
     timestamp: float = field(default_factory=time.time)
     duration_s: float = 0.0
+    # Directories the operator named (--dir) that do not exist: a typo in a monitoring command
+    # must not read as "all fine", so these make the result incomplete.
+    named_missing: tuple[str, ...] = ()
 
     def count(self, state: Health) -> int:
         return sum(1 for s in self.sockets if s.state is state)
@@ -83,6 +86,7 @@ class HealthResult:
             any(d.status is DirCheck.UNREADABLE for d in self.dirs)
             or self.count(Health.UNKNOWN) > 0
             or bool(self.orphan_error)
+            or bool(self.named_missing)
         )
 
 

@@ -4,6 +4,15 @@ entry point, and helpers to act as another user.
 Every test gets its own socket root; servers it starts are recorded by pid and killed by pid in
 the finalizer (inside `suppress`, so cleanup never hides the real failure). Nothing here touches a
 socket or a server the test did not create.
+
+A run leaves the host as it found it. pytest's temporary directories live in one fresh directory
+of this run (not /tmp/pytest-of-USER), removed at the end. Each tmux world and that directory are
+also registered with a watchdog process (hostguard.py) that removes them when this process ends
+in any way, SIGKILL included. At the end of the session `host_left_as_found` fails the run when
+something the suite started is still there: a tmux server of one of its worlds, a throw-away
+user, a process of such a user (its `systemd --user` among them), or `/run/systemd/system` where
+there was none before (the user managers get theirs in a private mount namespace; see
+systemd_user.py).
 """
 
 from __future__ import annotations
@@ -24,8 +33,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
+import systemd_user
+from hostguard import Guard, tmux_processes
 
 TMUX = shutil.which("tmux")
+RUN_SYSTEMD_SYSTEM = "/run/systemd/system"
 needs_tmux = pytest.mark.skipif(TMUX is None, reason="tmux is not installed")
 needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="needs root (chown, setuid)")
 
@@ -167,6 +179,61 @@ def _kill(pid: int) -> None:
         os.kill(pid, signal.SIGKILL)
 
 
+# ----------------------------------------------------------------------------------------------
+# Leaving the host as it was found
+
+_GUARD: Guard | None = None
+_BASETEMP: str | None = None
+_TMUX_ROOTS: list[str] = []  # every TMUX_TMPDIR this session made
+
+
+@pytest.hookimpl(tryfirst=True)  # before pytest's tmpdir plugin reads --basetemp
+def pytest_configure(config: pytest.Config) -> None:
+    global _GUARD, _BASETEMP  # noqa: PLW0603 - one watchdog per test process
+    _GUARD = Guard()
+    if config.option.basetemp is None:
+        _BASETEMP = tempfile.mkdtemp(prefix="forge-tmux-pytest-")
+        _GUARD.tree(_BASETEMP)
+        config.option.basetemp = _BASETEMP
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    if _BASETEMP is not None:
+        shutil.rmtree(_BASETEMP, ignore_errors=True)
+    if _GUARD is not None:
+        _GUARD.close()
+
+
+@dataclass
+class HostState:
+    """What the host looked like when the session started."""
+
+    run_systemd_system: bool = field(default_factory=lambda: os.path.lexists(RUN_SYSTEMD_SYSTEM))
+
+
+def leftovers(before: HostState) -> list[str]:
+    """What the suite started or created and did not undo."""
+    found = []
+    if not before.run_systemd_system and os.path.lexists(RUN_SYSTEMD_SYSTEM):
+        found.append(f"{RUN_SYSTEMD_SYSTEM} was created during the run")
+    for root in _TMUX_ROOTS:
+        pids = sorted(pid for pid, _, _ in tmux_processes(root))
+        if pids:
+            found.append(f"tmux processes {pids} of the test world {root}")
+    found += systemd_user.leftovers()
+    return found
+
+
+@pytest.fixture(scope="session", autouse=True)
+def host_left_as_found() -> Iterator[None]:
+    """Set up first, torn down last: fails the run when something started by it is still there."""
+    before = HostState()
+    yield
+    left = leftovers(before)
+    if left:
+        pytest.fail("the test run left the host changed: " + "; ".join(left), pytrace=False)
+
+
 @pytest.fixture
 def tmux_env() -> Iterator[TmuxEnv]:
     # Short on purpose: sun_path allows 107 bytes and tests make long names.
@@ -187,6 +254,9 @@ def tmux_env() -> Iterator[TmuxEnv]:
     for var in ("JOURNAL_STREAM", "FORGE_TMUX_TELEGRAM_TOKEN", "FORGE_TMUX_TELEGRAM_CHAT_ID"):
         env.pop(var, None)
     world = TmuxEnv(root, sockdir, env)
+    _TMUX_ROOTS.append(root)
+    if _GUARD is not None:
+        _GUARD.tmux_world(root)
     try:
         yield world
     finally:
@@ -196,30 +266,6 @@ def tmux_env() -> Iterator[TmuxEnv]:
         _kill_servers_under(root)
         with contextlib.suppress(OSError):
             shutil.rmtree(root)
-
-
-def tmux_processes(root: str) -> list[tuple[int, str, list[bytes]]]:
-    """(pid, comm, argv) of tmux processes whose environment has TMUX_TMPDIR=root: the
-    processes of one test's private tmux world, found without trusting their command line."""
-    found = []
-    marker = f"TMUX_TMPDIR={root}".encode()
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/comm") as fh:
-                comm = fh.read().strip()
-            if not comm.startswith("tmux"):
-                continue
-            with open(f"/proc/{entry}/environ", "rb") as fh:
-                if marker not in fh.read().split(b"\0"):
-                    continue
-            with open(f"/proc/{entry}/cmdline", "rb") as fh:
-                argv = fh.read().split(b"\0")
-        except OSError:
-            continue
-        found.append((int(entry), comm, argv))
-    return found
 
 
 def tmux_server_pids(env: TmuxEnv) -> set[int]:

@@ -1,37 +1,72 @@
 """A throw-away user with a real `systemd --user` manager, on a machine where systemd is not PID 1
 (the recipe in ../shared/docs/systemd-facts.md), and a virtualenv that user can execute.
 
-Everything made here is undone by `close()`: the manager and every process of the throw-away
-uid are stopped by pid, the user (and home) deleted, its runtime directory, cgroups and tmux
-directory removed. The uid is picked from 1600-1699 among those nobody uses.
+Nothing of it outlives the test process, however that ends. Everything that changes the host is
+made and undone by a keeper process (`python systemd_user.py`, started under
+`unshare --mount --propagation private` in a session of its own):
+- It creates the user (uid from 1600-1699) and delegates its cgroups. Concurrent runs from other
+  trees do the same: a uid is taken only when nothing of it is visible (passwd, group, runtime
+  directory, cgroup, tmux directory, a process), and `useradd` itself is the arbiter: when it
+  reports the uid or the name taken, the keeper tries the next one. It only ever removes the
+  user it created and that uid's processes, cgroups and directories.
+- It mounts a tmpfs on /run in its private mount namespace and makes `/run/systemd/system` (which
+  a user manager needs to start) and `/run/user/UID` there. The manager and every command run
+  as the user join that namespace (`nsenter`), so they see a booted systemd; the host never
+  does: `/run/systemd/system` on the host would make it look booted with systemd to sd_booted(),
+  package maintainer scripts and forge-tmux's own scope.py. The tmpfs vanishes with the
+  namespace.
+- It keeps the read end of a pipe whose write end only the test process holds. End of file
+  (close(), or the test process gone by SIGINT, SIGTERM or SIGKILL) makes it kill every process
+  of the uid by pid, delete the user and its home, remove the cgroups and the tmux directory, and
+  exit.
+
+The virtualenv: the package is installed fresh for every run into a directory of that run that
+a watchdog removes (hostguard.py), on top of a deliberate cache of its dependencies only,
+`/var/tmp/forge-tmux-e2e-deps-<key>` (54 MB measured; the key hashes the dependency list and the
+Python version, so source changes never rebuild it). A run holds a shared lock on the cache it
+uses; a cache of another key that nobody holds is removed, so at most one per dependency set in
+use exists.
 """
 
 from __future__ import annotations
 
 import contextlib
 import fcntl
+import grp
 import hashlib
+import json
 import os
 import pwd
 import secrets
 import shutil
 import signal
 import subprocess
+import sys
+import tempfile
 import time
-from collections.abc import Sequence
+import tomllib
+from collections.abc import Callable, Sequence
 from pathlib import Path
+
+from hostguard import Guard
 
 REPO = Path(__file__).resolve().parent.parent
 SYSTEMD = "/usr/lib/systemd/systemd"
 DEBIAN_PYTHON = "/usr/bin/python3"
 CGROUP_ROOT = "/sys/fs/cgroup"
+UIDS = range(1600, 1700)
+CACHE_PREFIX = "/var/tmp/forge-tmux-e2e-deps-"
+# useradd's exit statuses (shadow-utils): the uid, or the name, is already taken.
+USERADD_UID_TAKEN = 4
+USERADD_NAME_TAKEN = 9
 
 
 def missing_requirements() -> str | None:
     """Why the systemd end-to-end tests cannot run here, or None."""
     if os.geteuid() != 0:
         return "needs root (creates a throw-away user and a systemd --user manager)"
-    for tool in ("systemctl", "systemd-analyze", "setpriv", "useradd", "userdel"):
+    tools = ("systemctl", "systemd-analyze", "setpriv", "useradd", "userdel", "unshare", "nsenter")
+    for tool in tools:
         if shutil.which(tool) is None:
             return f"{tool} is not installed"
     if not os.access(SYSTEMD, os.X_OK):
@@ -44,106 +79,322 @@ def missing_requirements() -> str | None:
 # ----------------------------------------------------------------------------------------------
 # The virtualenv the throw-away user runs forge-tmux from
 
+_CACHE_LOCK: int | None = None  # shared lock on the dependency cache, held for the process
 
-def source_hash() -> str:
-    digest = hashlib.sha256()
-    for base in ("forge_tmux", "units"):
-        for path in sorted((REPO / base).rglob("*")):
-            if path.is_file() and "__pycache__" not in path.parts:
-                digest.update(str(path.relative_to(REPO)).encode())
-                digest.update(path.read_bytes())
-    digest.update((REPO / "pyproject.toml").read_bytes())
-    return digest.hexdigest()[:16]
+
+def _dependencies() -> list[str]:
+    meta = tomllib.loads((REPO / "pyproject.toml").read_text())
+    return [*meta["project"]["dependencies"], *meta["build-system"]["requires"]]
+
+
+def _cache_key() -> str:
+    version = subprocess.run(
+        [DEBIAN_PYTHON, "-c", "import sys; print(sys.version)"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    return hashlib.sha256(json.dumps([version, _dependencies()]).encode()).hexdigest()[:12]
+
+
+def _locked(path: Path, mode: int) -> int:
+    """An fd of `path`/.lock with `mode` held, on the file that is still there (a pruner may have
+    removed the directory between our open and our lock)."""
+    while True:
+        path.mkdir(mode=0o755, exist_ok=True)
+        fd = os.open(path / ".lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        fcntl.flock(fd, mode)
+        with contextlib.suppress(FileNotFoundError):
+            if os.stat(path / ".lock").st_ino == os.fstat(fd).st_ino:
+                return fd
+        os.close(fd)
+
+
+def dependency_cache() -> Path:
+    """The cached dependencies (a venv of Debian's python), built once per dependency set."""
+    global _CACHE_LOCK  # noqa: PLW0603 - held until the process ends
+    cache = Path(CACHE_PREFIX + _cache_key())
+    venv = cache / "venv"
+    if _CACHE_LOCK is None:
+        fd = _locked(cache, fcntl.LOCK_EX)
+        try:
+            if not (venv / ".complete").exists():
+                shutil.rmtree(venv, ignore_errors=True)
+                subprocess.run([DEBIAN_PYTHON, "-m", "venv", str(venv)], check=True)
+                pip = [str(venv / "bin" / "python"), "-m", "pip", "install", "-q"]
+                subprocess.run(
+                    [*pip, "--disable-pip-version-check", "--no-cache-dir", *_dependencies()],
+                    check=True,
+                    cwd="/",
+                )
+                subprocess.run(["chmod", "-R", "a+rX", str(cache)], check=True)
+                (venv / ".complete").touch()
+            fcntl.flock(fd, fcntl.LOCK_SH)  # downgrade: in use, never pruned under us
+        except BaseException:
+            os.close(fd)
+            raise
+        _CACHE_LOCK = fd
+        _prune_other_caches(cache)
+    return venv
+
+
+def _prune_other_caches(keep: Path) -> None:
+    for other in Path(CACHE_PREFIX).parent.glob(Path(CACHE_PREFIX).name + "*"):
+        if other == keep or not other.is_dir():
+            continue
+        try:
+            fd = os.open(other / ".lock", os.O_RDWR | os.O_CLOEXEC)
+        except OSError:
+            continue
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            continue  # another run uses it
+        try:
+            shutil.rmtree(other, ignore_errors=True)
+        finally:
+            os.close(fd)
+
+
+_VENV: Path | None = None
+_VENV_GUARD: Guard | None = None
 
 
 def e2e_venv() -> Path:
-    """/var/tmp/forge-tmux-e2e-<hash>: Debian's python, the package (not editable) and its
-    dependencies, world-readable; built once per source tree and reused."""
-    target = Path(f"/var/tmp/forge-tmux-e2e-{source_hash()}")
-    marker = target / ".complete"
-    if marker.exists():
-        return target
-    lock_path = Path("/var/tmp/forge-tmux-e2e.lock")
-    with open(lock_path, "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if marker.exists():
-            return target
-        # Built in place (a venv's scripts carry its absolute path); the marker comes last, so a
-        # half-built one is never used.
-        shutil.rmtree(target, ignore_errors=True)
-        subprocess.run([DEBIAN_PYTHON, "-m", "venv", str(target)], check=True)
-        subprocess.run(
-            [
-                str(target / "bin" / "python"),
-                "-m",
-                "pip",
-                "install",
-                "-q",
-                "--disable-pip-version-check",
-                str(REPO),
-            ],
-            check=True,
-            cwd="/",
-        )
-        subprocess.run(["chmod", "-R", "a+rX", str(target)], check=True)
-        marker.touch()
-        _prune_old_venvs(target)
+    """This run's virtualenv, readable by every user: Debian's python, the package as it is now
+    (not editable; a few hundred kB), the dependencies from the cache through a .pth file. A
+    watchdog removes it when the test process ends, however it ends (hostguard.py)."""
+    global _VENV, _VENV_GUARD  # noqa: PLW0603 - one per test process
+    if _VENV is not None:
+        return _VENV
+    deps = dependency_cache()
+    target = Path(tempfile.mkdtemp(prefix="forge-tmux-e2e-venv-", dir="/var/tmp"))
+    _VENV_GUARD = Guard()
+    _VENV_GUARD.tree(str(target))
+    target.chmod(0o755)
+    subprocess.run([DEBIAN_PYTHON, "-m", "venv", "--without-pip", str(target)], check=True)
+    site = subprocess.run(
+        [
+            str(target / "bin" / "python"),
+            "-c",
+            "import sysconfig; print(sysconfig.get_path('purelib'))",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    deps_site = next((deps / "lib").glob("python3*/site-packages"))
+    Path(site, "_forge_tmux_e2e_deps.pth").write_text(f"{deps_site}\n")
+    subprocess.run(
+        [
+            str(target / "bin" / "python"),
+            "-m",
+            "pip",
+            "install",
+            "-q",
+            "--disable-pip-version-check",
+            "--no-cache-dir",
+            "--no-deps",
+            "--no-build-isolation",
+            str(REPO),
+        ],
+        check=True,
+        cwd="/",
+    )
+    subprocess.run(["chmod", "-R", "a+rX", str(target)], check=True)
+    _VENV = target
     return target
 
 
-def _prune_old_venvs(keep: Path) -> None:
-    for old in Path("/var/tmp").glob("forge-tmux-e2e-*"):
-        if old != keep and old.is_dir() and time.time() - old.stat().st_mtime > 3600:
-            shutil.rmtree(old, ignore_errors=True)
-
-
 # ----------------------------------------------------------------------------------------------
-# The throw-away user and its manager
+# The throw-away user, made and undone by the keeper
+
+_STARTED: list[tuple[int, str]] = []  # (uid, name) of every user this process had made
 
 
-def _free_uid() -> int:
-    for uid in range(1600, 1700):
+def leftovers() -> list[str]:
+    """What of this process's throw-away users is still on the host."""
+    found = []
+    for uid, name in _STARTED:
         try:
-            pwd.getpwuid(uid)
-            continue
+            owner = pwd.getpwuid(uid).pw_name
         except KeyError:
-            pass
-        if os.path.exists(f"/run/user/{uid}") or any(
-            os.path.exists(f"{CGROUP_ROOT}/{h}user.slice/user-{uid}.slice")
-            for h in ("", "unified/", "systemd/")
-        ):
+            owner = name  # no account: processes of the uid can only be what ours left
+        if owner == name:
+            with contextlib.suppress(KeyError):
+                pwd.getpwnam(name)
+                found.append(f"throw-away user {name}")
+            pids = _uid_pids(uid)
+            if pids:
+                found.append(f"processes {sorted(pids)} of throw-away uid {uid}")
+        # else a concurrent run has since made its own user with that uid: its processes are its
+    return found
+
+
+def _uid_pids(uid: int) -> list[int]:
+    """Live processes of `uid`. Zombies are left out: SIGKILL cannot remove one, only its parent
+    (the test process, for the manager it started) can reap it, and it holds nothing."""
+    pids = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            with contextlib.suppress(OSError, IndexError):
+                if os.stat(f"/proc/{entry}").st_uid != uid:
+                    continue
+                with open(f"/proc/{entry}/stat", "rb") as fh:
+                    if fh.read().rsplit(b")", 1)[1].split()[0] != b"Z":
+                        pids.append(int(entry))
+    return pids
+
+
+def _cgroup_slices(uid: int) -> list[str]:
+    # Hybrid hierarchy here (name=systemd v1 plus unified v2); a pure v2 machine has one root.
+    roots = [f"{CGROUP_ROOT}/{h}" for h in ("systemd", "unified")]
+    roots = [r for r in roots if os.path.isdir(r)] or [CGROUP_ROOT]
+    return [f"{r}/user.slice/user-{uid}.slice" for r in roots]
+
+
+def uid_looks_free(uid: int) -> bool:
+    """Nothing of `uid` is visible: no account, group, runtime or tmux directory, cgroup or
+    process (a leftover of a crashed run is somebody else's to clean, never ours to reuse)."""
+    with contextlib.suppress(KeyError):
+        pwd.getpwuid(uid)
+        return False
+    with contextlib.suppress(KeyError):
+        grp.getgrgid(uid)
+        return False
+    paths = [f"/run/user/{uid}", f"/tmp/tmux-{uid}", *_cgroup_slices(uid)]
+    return not any(os.path.lexists(p) for p in paths) and not _uid_pids(uid)
+
+
+def allocate(
+    candidates: Sequence[int],
+    free: Callable[[int], bool],
+    add: Callable[[int, str], int],
+) -> tuple[int, str]:
+    """The first candidate uid that looks free and that `add` (useradd) accepts; a uid or name
+    another run took between our look and useradd is skipped, not an error."""
+    for uid in candidates:
+        if not free(uid):
             continue
-        return uid
-    raise RuntimeError("no free uid in 1600-1699")
+        for _attempt in range(5):
+            name = f"ftx{uid}{secrets.token_hex(3)}"
+            code = add(uid, name)
+            if code == 0:
+                return uid, name
+            if code == USERADD_UID_TAKEN:
+                break
+            if code != USERADD_NAME_TAKEN:
+                time.sleep(0.5)  # e.g. /etc/passwd locked by a concurrent useradd: try again
+    raise RuntimeError(f"no free uid in {candidates[0]}-{candidates[-1]}")
+
+
+def _useradd(uid: int, name: str) -> int:
+    code = subprocess.run(
+        ["useradd", "-m", "-u", str(uid), "-U", "-s", "/bin/sh", name], capture_output=True
+    ).returncode
+    if code == 0 and pwd.getpwnam(name).pw_gid != uid:  # the group must share the number
+        subprocess.run(["userdel", "-r", "-f", name], capture_output=True)
+        return USERADD_UID_TAKEN
+    return code
+
+
+def _terminated(signum: int, frame: object) -> None:
+    raise SystemExit(0)  # the finally below undoes everything
+
+
+def _keep() -> None:
+    """The keeper (see the module docstring); runs as root under `unshare --mount`."""
+    for sig in (signal.SIGINT, signal.SIGHUP):
+        signal.signal(sig, signal.SIG_IGN)  # only end of file, or SIGTERM, ends us
+    signal.signal(signal.SIGTERM, _terminated)
+    uid, name = allocate(UIDS, uid_looks_free, _useradd)
+    try:
+        home = pwd.getpwnam(name).pw_dir
+        # Private to this namespace: the host's /run is not changed at all.
+        subprocess.run(["mount", "-t", "tmpfs", "-o", "mode=755", "ftx-run", "/run"], check=True)
+        runtime = f"/run/user/{uid}"
+        os.makedirs("/run/systemd/system")
+        os.makedirs(runtime, mode=0o700)
+        os.chown(runtime, uid, uid)
+        for slice_dir in _cgroup_slices(uid):
+            service = f"{slice_dir}/user@{uid}.service"
+            os.makedirs(service, exist_ok=True)
+            for path in (slice_dir, service):
+                os.chown(path, uid, uid)
+            for entry in os.listdir(service):
+                os.chown(os.path.join(service, entry), uid, uid)
+        print(json.dumps({"uid": uid, "name": name, "home": home}), flush=True)
+        with contextlib.suppress(ValueError, OSError):
+            sys.stdin.read()  # until the test process closes the pipe or is gone
+    finally:
+        _undo(uid, name)
+    with contextlib.suppress(OSError):  # nobody may be listening any more
+        print("clean", flush=True)
+
+
+def _undo(uid: int, name: str) -> None:
+    deadline = time.monotonic() + 20
+    # Kill by pid, again until none is left: a dying manager may still fork.
+    while (pids := _uid_pids(uid)) and time.monotonic() < deadline:
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        time.sleep(0.05)
+    subprocess.run(["userdel", "-r", "-f", name], capture_output=True, check=False)
+    for path in (f"/tmp/tmux-{uid}", f"/var/lib/systemd/linger/{name}"):
+        with contextlib.suppress(OSError):
+            if os.path.isdir(path) and not os.path.islink(path):
+                shutil.rmtree(path)
+            else:
+                os.unlink(path)
+    for slice_dir in _cgroup_slices(uid):
+        for root, dirs, _files in os.walk(slice_dir, topdown=False):
+            for sub in dirs:
+                _rmdir_retry(os.path.join(root, sub), deadline)
+        _rmdir_retry(slice_dir, deadline)
+
+
+def _rmdir_retry(path: str, deadline: float) -> None:
+    # A cgroup is busy for a moment after its last process exited.
+    while True:
+        try:
+            os.rmdir(path)
+            return
+        except FileNotFoundError:
+            return
+        except OSError:
+            if time.monotonic() > deadline:
+                return
+            time.sleep(0.05)
 
 
 class UserManager:
     """A throw-away user and its `systemd --user`, started and stopped by pid."""
 
     def __init__(self) -> None:
-        self.uid = _free_uid()
-        self.name = f"ftx{self.uid}{secrets.token_hex(3)}"
-        self.home = f"/home/{self.name}"
-        self.runtime = f"/run/user/{self.uid}"
-        self.proc: subprocess.Popen[bytes] | None = None
-        self.log = Path(f"/var/tmp/{self.name}-manager.log")
-        # Hybrid hierarchy here (name=systemd v1 plus unified v2); a pure v2 machine has one root.
-        roots = [f"{CGROUP_ROOT}/{h}" for h in ("systemd", "unified")]
-        roots = [r for r in roots if os.path.isdir(r)] or [CGROUP_ROOT]
-        self._cgroups = [f"{r}/user.slice/user-{self.uid}.slice" for r in roots]
-        subprocess.run(
-            ["useradd", "-m", "-u", str(self.uid), "-U", "-s", "/bin/sh", self.name], check=True
+        self.keeper = subprocess.Popen(
+            ["unshare", "--mount", "--propagation", "private", sys.executable, __file__],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+            start_new_session=True,
+            cwd="/",
         )
-        os.makedirs(self.runtime, mode=0o700, exist_ok=True)
-        os.chown(self.runtime, self.uid, self.uid)
-        os.makedirs("/run/systemd/system", exist_ok=True)
-        for slice_dir in self._cgroups:
-            service = f"{slice_dir}/user@{self.uid}.service"
-            os.makedirs(service, exist_ok=True)
-            for path in (slice_dir, service):
-                os.chown(path, self.uid, self.uid)
-            for entry in os.listdir(service):
-                os.chown(os.path.join(service, entry), self.uid, self.uid)
+        assert self.keeper.stdout is not None
+        line = self.keeper.stdout.readline()
+        if not line:
+            self.keeper.wait()
+            raise RuntimeError("the keeper of the throw-away user failed")
+        made = json.loads(line)
+        self.uid: int = made["uid"]
+        self.name: str = made["name"]
+        self.home: str = made["home"]
+        _STARTED.append((self.uid, self.name))
+        self.runtime = f"/run/user/{self.uid}"  # inside the keeper's mount namespace
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.log = Path(self.home, ".manager.log")
+        self._cgroups = _cgroup_slices(self.uid)
 
     @property
     def tmux_dir(self) -> str:
@@ -160,21 +411,27 @@ class UserManager:
             **extra,
         }
 
-    def _as_user(self) -> list[str]:
-        return ["setpriv", f"--reuid={self.uid}", f"--regid={self.uid}", "--init-groups"]
+    def _as_user(self, **extra: str) -> list[str]:
+        """Enter the keeper's mount namespace, become the user, start from a clean environment."""
+        return [
+            "nsenter",
+            f"--target={self.keeper.pid}",
+            "--mount",
+            "setpriv",
+            f"--reuid={self.uid}",
+            f"--regid={self.uid}",
+            "--init-groups",
+            "env",
+            "-i",
+            *(f"{k}={v}" for k, v in self.env(**extra).items()),
+        ]
 
     def run(
         self, argv: Sequence[str], timeout: float = 120, **env: str
     ) -> subprocess.CompletedProcess[str]:
         """Run argv as the user, with a login-like environment."""
         return subprocess.run(
-            [
-                *self._as_user(),
-                "env",
-                "-i",
-                *(f"{k}={v}" for k, v in self.env(**env).items()),
-                *argv,
-            ],
+            [*self._as_user(**env), *argv],
             capture_output=True,
             text=True,
             timeout=timeout,
@@ -201,14 +458,7 @@ class UserManager:
         log = open(self.log, "ab")  # handed to the child, closed below
         try:
             self.proc = subprocess.Popen(
-                [
-                    *self._as_user(),
-                    "env",
-                    "-i",
-                    *(f"{k}={v}" for k, v in self.env().items()),
-                    SYSTEMD,
-                    "--user",
-                ],
+                [*self._as_user(), SYSTEMD, "--user"],
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
@@ -241,48 +491,21 @@ class UserManager:
             self.proc.wait(timeout=10)
         self.proc = None
 
-    def _user_pids(self) -> list[int]:
-        pids = []
-        for entry in os.listdir("/proc"):
-            if entry.isdigit():
-                with contextlib.suppress(OSError):
-                    if os.stat(f"/proc/{entry}").st_uid == self.uid:
-                        pids.append(int(entry))
-        return pids
-
     def close(self) -> None:
-        """Undo everything: manager, the user's processes (by pid), user, directories."""
+        """Undo everything: stop the manager, then let the keeper remove the rest and wait."""
         with contextlib.suppress(Exception):
             self.stop()
-        for pid in self._user_pids():  # only processes of the throw-away uid
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
-        subprocess.run(["userdel", "-r", "-f", self.name], capture_output=True, check=False)
-        for path in (self.runtime, self.tmux_dir, f"/var/lib/systemd/linger/{self.name}"):
-            with contextlib.suppress(OSError):
-                if os.path.isdir(path) and not os.path.islink(path):
-                    shutil.rmtree(path)
-                else:
-                    os.unlink(path)
-        deadline = time.monotonic() + 10
-        for slice_dir in self._cgroups:
-            for root, dirs, _files in os.walk(slice_dir, topdown=False):
-                for name in dirs:
-                    _rmdir_retry(os.path.join(root, name), deadline)
-            _rmdir_retry(slice_dir, deadline)
-        with contextlib.suppress(OSError):
-            self.log.unlink()
+        assert self.keeper.stdin is not None and self.keeper.stdout is not None
+        self.keeper.stdin.close()
+        done = self.keeper.stdout.read()
+        self.keeper.wait(timeout=60)
+        if self.proc is not None:  # a stop() cut short: the keeper killed it, reap it here
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.proc.wait(timeout=10)
+            self.proc = None
+        if done.strip() != "clean":
+            raise RuntimeError(f"the keeper of {self.name} did not finish: {done!r}")
 
 
-def _rmdir_retry(path: str, deadline: float) -> None:
-    # A cgroup is busy for a moment after its last process exited.
-    while True:
-        try:
-            os.rmdir(path)
-            return
-        except FileNotFoundError:
-            return
-        except OSError:
-            if time.monotonic() > deadline:
-                return
-            time.sleep(0.05)
+if __name__ == "__main__":
+    _keep()

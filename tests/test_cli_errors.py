@@ -112,3 +112,121 @@ def test_version_and_help(tmux_env: TmuxEnv) -> None:
     helped = run_cli("sweep", "--help", env=tmux_env.env)
     assert helped.code == 0
     assert "--dry-run" in helped.out
+
+
+@pytest.mark.parametrize("value", ["inf", "-inf", "nan", "1e308", "86401"])
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["sweep", "--timeout"],
+        ["health", "--timeout"],
+        ["recover", "--dry-run", "--timeout"],
+        ["spawn", "ftx-never", "--ready-timeout"],
+    ],
+)
+def test_durations_on_the_command_line_are_bounded(
+    tmux_env: TmuxEnv, args: list[str], value: str
+) -> None:
+    stale = tmux_env.fake_stale("s")
+    line = one_line_error(run_cli(*args, value, env=tmux_env.env))
+    assert f"{args[-1]} must be a positive number of seconds, at most 86400" in line
+    assert os.path.exists(stale)
+    assert not os.path.exists(tmux_env.path("spawn-ftx-never"))
+
+
+def write_config(env: TmuxEnv, text: str) -> str:
+    path = os.path.join(env.root, "config.toml")
+    with open(path, "w") as fh:
+        fh.write(text)
+    return path
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "1e308", "-inf"])
+@pytest.mark.parametrize(
+    ("key", "command"),
+    [
+        ("sweep.timeout", ["sweep"]),
+        ("health.timeout", ["health"]),
+        ("spawn.ready_timeout", ["spawn", "ftx-never"]),
+        ("health.timeout", ["spawn", "ftx-never"]),
+        ("telegram.timeout", ["notify", "hello"]),
+        ("bot.max_command_age", ["bot"]),
+    ],
+)
+def test_durations_in_the_config_are_bounded(
+    tmux_env: TmuxEnv, key: str, command: list[str], value: str
+) -> None:
+    """health.timeout = 1e308 was an OverflowError traceback; a spawn crashed that way after
+    its session had started (exit 1). Now nothing starts."""
+    table, name = key.split(".")
+    path = write_config(tmux_env, f"[{table}]\n{name} = {value}\n")
+    stale = tmux_env.fake_stale("s")
+    line = one_line_error(run_cli("--config", path, *command, env=tmux_env.env, timeout=30))
+    assert f"'{key}' must be a positive number of seconds, at most 86400" in line
+    assert os.path.exists(stale)
+    assert not os.path.exists(tmux_env.path("spawn-ftx-never"))
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("socket_dirs = " + "[" * 5000 + "\n", "'socket_dirs' is nested too deeply"),
+        ('socket_dirs = ["/tmp/x\\u0000y"]\n', "'socket_dirs' must not contain a NUL character"),
+        (
+            '[telegram]\ntoken_file = "/etc/t\\u0000k"\n',
+            "'telegram.token_file' must not contain a NUL character",
+        ),
+        ("[telegram]\nchat_id = [1]\n", "'telegram.chat_id' must be a string or an integer"),
+        ('[telegram]\ntoken_file = "token"\n', "'telegram.token_file' must be an absolute path"),
+    ],
+)
+@pytest.mark.parametrize(
+    "command", [["sweep"], ["doctor"], ["notify", "hi"], ["units", "render", "--out", "OUT"]]
+)
+def test_config_edges_are_one_line(
+    tmux_env: TmuxEnv, text: str, expected: str, command: list[str]
+) -> None:
+    path = write_config(tmux_env, text)
+    stale = tmux_env.fake_stale("s")
+    out = os.path.join(tmux_env.root, "out")
+    command = [out if word == "OUT" else word for word in command]
+    result = run_cli("--config", path, *command, env=tmux_env.env, timeout=30)
+    if command == ["doctor"]:  # doctor reports a bad config as a failed check, never a crash
+        assert result.code == 1, (result.out, result.err)
+        assert "Traceback" not in result.err
+        assert expected in result.out
+    else:
+        assert expected in one_line_error(result)
+    assert os.path.exists(stale)
+    assert not os.path.exists(out)
+
+
+def test_health_with_a_named_dir_that_does_not_exist_is_not_ok(tmux_env: TmuxEnv) -> None:
+    """A typo in a monitoring command must not stay green."""
+    typo = os.path.join(tmux_env.root, "tmux-typo")
+    checked = run_cli("health", "--check", "--dir", typo, env=tmux_env.env)
+    assert checked.code == 1, (checked.out, checked.err)
+    assert f"--dir {typo} does not exist" in checked.err
+    nagios = run_cli("health", "--format", "nagios", "--dir", typo, env=tmux_env.env)
+    assert nagios.code == 3, (nagios.out, nagios.err)
+    assert nagios.out.startswith("TMUX UNKNOWN")
+    prometheus = run_cli("health", "--format", "prometheus", "--dir", typo, env=tmux_env.env)
+    assert "forge_tmux_health_complete 0" in prometheus.out
+    # Present but empty is fine; so is the default directory being absent (no tmux used yet).
+    ok = run_cli(
+        "health", "--check", "--format", "nagios", "--dir", tmux_env.sockdir, env=tmux_env.env
+    )
+    assert ok.code == 0, (ok.out, ok.err)
+    os.rmdir(tmux_env.sockdir)
+    assert run_cli("health", "--check", env=tmux_env.env).code == 0
+    assert run_cli("health", "--format", "nagios", env=tmux_env.env).code == 0
+
+
+def test_units_install_failure_is_an_error_line_on_stderr(tmux_env: TmuxEnv) -> None:
+    env = {**tmux_env.env, "HOME": tmux_env.root, "XDG_RUNTIME_DIR": tmux_env.root}
+    result = run_cli("units", "install", env=env)
+    assert result.code == 1, (result.out, result.err)
+    assert "error" not in result.out
+    errors = [line for line in result.err.splitlines() if "error" in line]
+    assert len(errors) == 1, result.err
+    assert errors[0].startswith("forge-tmux: error: ")

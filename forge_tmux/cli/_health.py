@@ -105,6 +105,8 @@ def health(
         parallel=cfg.health.parallel,
         orphan_uid=None if all_users else -1,
     )
+    if dirs:  # named on the command line: one that does not exist is a finding, not "none"
+        result = _named_missing(result, dirs)
     if json_out and fmt not in (Format.ROW, Format.JSON):
         raise UsageError(f"--json conflicts with --format {fmt.value}")
     fmt = Format.JSON if json_out else fmt
@@ -127,7 +129,22 @@ def health(
     _write(text, output)
     if fmt is Format.NAGIOS:
         finish(core.NAGIOS_EXIT[core.nagios_status(result)])
-    finish(1 if check and result.problem else 0)
+    finish(1 if check and (result.problem or result.named_missing) else 0)
+
+
+def _named_missing(result: HealthResult, named: list[str]) -> HealthResult:
+    import dataclasses  # noqa: PLC0415
+    import logging  # noqa: PLC0415
+
+    from forge_tmux.health import DirCheck  # noqa: PLC0415
+
+    wanted = {os.path.abspath(d) for d in named}
+    missing = tuple(
+        d.path for d in result.dirs if d.status is DirCheck.MISSING and d.path in wanted
+    )
+    for path in missing:
+        logging.getLogger(__name__).warning("--dir %s does not exist", path)
+    return dataclasses.replace(result, named_missing=missing)
 
 
 def _remember(result: HealthResult) -> list[Event]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Annotated
 
 import typer
@@ -116,7 +117,13 @@ def _report(outcome: core.Outcome, json_out: bool) -> None:
     if json_out:
         emit_json(outcome.to_json())
     else:
-        print(core.render_outcome(outcome))
+        # What was done goes to stdout; the failure is an error line on stderr, like every
+        # other command's.
+        done = core.render_outcome(dataclasses.replace(outcome, error=None))
+        if done:
+            print(done)
+    if outcome.error:
+        typer.echo(f"forge-tmux: error: {outcome.error}", err=True)
     finish(0 if outcome.ok else 1)
 
 

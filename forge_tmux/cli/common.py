@@ -8,7 +8,7 @@ from typing import Annotated, Any, NoReturn
 
 import typer
 
-from forge_tmux.config import Config, load
+from forge_tmux.config import Config, check_seconds, load
 from forge_tmux.errors import UsageError
 from forge_tmux.paths import tmux_socket_dir
 
@@ -77,8 +77,10 @@ def socket_dirs(cfg: Config, given: list[str] | None) -> list[str]:
 
 
 def positive(value: float, option: str) -> float:
-    if not value > 0:  # also rejects NaN
-        raise UsageError(f"{option} must be a positive number of seconds, not {value}")
+    """A duration option, under the same rule as the config's duration keys."""
+    problem = check_seconds(value)
+    if problem:
+        raise UsageError(f"{option} {problem}, not {value:g}")
     return value
 
 

@@ -101,7 +101,8 @@ def code_environment() -> set[str]:
     for path in (REPO / "forge_tmux").rglob("*.py"):
         source = path.read_text()
         names.update(a or b for a, b in lookup.findall(source))
-        names.update(re.findall(r"\bFORGE_TMUX_[A-Z0-9_]+\b", source))
+        # A name ending in "_" is a prefix (secret.py scrubs FORGE_TMUX_TELEGRAM_*), not a read.
+        names.update(re.findall(r"\bFORGE_TMUX_[A-Z0-9_]*[A-Z0-9]\b(?!_)", source))
     return names
 
 

@@ -47,6 +47,7 @@ TimeoutOpt = Annotated[
     float | None,
     typer.Option(
         "--timeout",
+        metavar="SECONDS",
         help="Seconds a live server may take to answer list-sessions before it counts as hung "
         "(default 2, or health.timeout in the config).",
     ),
@@ -117,7 +118,8 @@ def health(
         str | None,
         typer.Option(
             "--output",
-            help="Write the report to FILE atomically instead of stdout "
+            metavar="PATH",
+            help="Write the report to PATH atomically instead of stdout "
             "(for node_exporter's textfile collector).",
         ),
     ] = None,
@@ -282,12 +284,14 @@ def recover(
     ] = False,
     pids: Annotated[
         list[int] | None,
-        typer.Option("--pid", help="Only this orphaned server (repeatable)."),
+        typer.Option("--pid", metavar="PID", help="Only this orphaned server (repeatable)."),
     ] = None,
     json_out: JsonOpt = False,
     timeout: Annotated[
         float,
-        typer.Option("--timeout", help="Seconds to wait for a socket to come back."),
+        typer.Option(
+            "--timeout", metavar="SECONDS", help="Seconds to wait for a socket to come back."
+        ),
     ] = 5.0,
 ) -> None:
     """Bring back the deleted sockets of your own orphaned tmux servers with SIGUSR1.

@@ -24,6 +24,13 @@ def test_committed_reference_is_current() -> None:
     )
 
 
+def test_committed_man_page_is_current() -> None:
+    committed = (REPO / "man" / "forge-tmux.1").read_text()
+    assert committed == _reference.man(), (
+        "man/forge-tmux.1 is stale: python -m forge_tmux._reference man > man/forge-tmux.1"
+    )
+
+
 def test_every_command_and_option_is_documented() -> None:
     found = {c.path.removeprefix("forge-tmux ").split(" ")[0] for c in _reference.commands()}
     assert found >= set(COMMANDS)

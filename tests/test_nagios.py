@@ -15,11 +15,11 @@ from dataclasses import dataclass
 
 import pytest
 from conftest import CliResult, TmuxEnv, needs_tmux
+from test_health_units import sample  # one maker of sample results
 
 from forge_tmux import nagios
 from forge_tmux.errors import UsageError
 from forge_tmux.health import DirCheck, DirHealth, Health, HealthResult, SocketHealth
-from forge_tmux.orphans import Orphan
 
 Cli = Callable[..., CliResult]
 
@@ -107,15 +107,6 @@ def test_threshold_scheme() -> None:
 
 
 # --- status and output of pure results --------------------------------------------------------
-
-
-def sample(*states: Health, orphans: int = 0, dirs: DirCheck = DirCheck.CHECKED) -> HealthResult:
-    sockets = tuple(
-        SocketHealth(f"/t/{i}", s, 2 if s is Health.LIVE else None, "why", None, 0)
-        for i, s in enumerate(states)
-    )
-    found = tuple(Orphan(9, 0, f"/t/o{i}", 1, "socket file deleted") for i in range(orphans))
-    return HealthResult((DirHealth("/t", dirs),), sockets, found, timestamp=1.0, duration_s=0.5)
 
 
 @pytest.mark.parametrize(

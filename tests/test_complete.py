@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
+import sys
 import time
 
 import pytest
@@ -38,3 +40,42 @@ def test_session_names(tmux_env: TmuxEnv, monkeypatch: pytest.MonkeyPatch) -> No
 
 def test_no_directory_no_names(tmp_path: os.PathLike[str]) -> None:
     assert complete.spawned_sockets(os.path.join(os.fspath(tmp_path), "missing")) == []
+
+
+APP = """
+from typing import Annotated
+
+import typer
+
+from forge_tmux.cli import complete
+
+app = typer.Typer()
+
+
+@app.command()
+def attach(name: Annotated[str, typer.Argument(autocompletion=complete.session_names)]) -> None:
+    print(name)
+
+
+@app.command()
+def other() -> None:
+    pass
+
+
+app(prog_name="ftc")
+"""
+
+
+def test_through_the_shell_protocol(tmux_env: TmuxEnv) -> None:
+    """How attach/peek/kill use it: bash's completion request answers with the session names."""
+    tmux_env.start("spawn-alpha", session="alpha")
+    tmux_env.start("spawn-beta", session="beta")
+    env = {**tmux_env.env, "_FTC_COMPLETE": "complete_bash", "COMP_CWORD": "2"}
+    result = subprocess.run(
+        [sys.executable, "-c", APP],
+        env={**env, "COMP_WORDS": "ftc attach al"},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert result.stdout.split() == ["alpha"]

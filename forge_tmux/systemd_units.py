@@ -117,7 +117,7 @@ def options(
     if exec_path is not None and not os.path.isabs(exec_path):
         raise UsageError(f"--exec must be an absolute path, not {exec_path!r}")
     if user is not None and mode is Mode.USER:
-        raise UsageError("--user is for --mode system; user units run as their own user")
+        raise UsageError("--run-as is for --mode system; user units run as their own user")
     if mode is Mode.SYSTEM:
         name = user or os.environ.get("SUDO_USER") or os.getuid()
         identity = Identity.of(name)

@@ -1,11 +1,10 @@
-"""Pure parts of health: renderers, the Nagios mapping (orphan proof: test_orphans_unit.py)."""
+"""Pure parts of health: renderers (orphan proof: test_orphans_unit.py; Nagios: test_nagios.py)."""
 
 from __future__ import annotations
 
 import subprocess
 import sys
 
-import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from forge_tmux import health
@@ -28,24 +27,6 @@ def test_row() -> None:
     assert health.render_row(sample(Health.LIVE, orphans=1)) == (
         "tmux sockets: 1 live, 0 dead, 0 hung, 0 unknown, 1 orphaned"
     )
-
-
-@pytest.mark.parametrize(
-    ("result", "status"),
-    [
-        (sample(), health.Nagios.OK),
-        (sample(Health.LIVE), health.Nagios.OK),
-        (sample(Health.LIVE, Health.DEAD), health.Nagios.WARNING),
-        (sample(Health.LIVE, orphans=1), health.Nagios.WARNING),
-        (sample(Health.DEAD, Health.HUNG, Health.UNKNOWN), health.Nagios.CRITICAL),
-        (sample(Health.UNKNOWN), health.Nagios.UNKNOWN),
-        (sample(Health.LIVE, dirs=DirCheck.UNREADABLE), health.Nagios.UNKNOWN),
-        (sample(Health.LIVE, dirs=DirCheck.MISSING), health.Nagios.OK),
-    ],
-)
-def test_nagios_mapping(result: HealthResult, status: health.Nagios) -> None:
-    assert health.nagios_status(result) is status
-    assert health.render_nagios(result).startswith(f"TMUX {status.value} - tmux sockets:")
 
 
 def test_prometheus_and_json_shapes() -> None:

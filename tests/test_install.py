@@ -90,7 +90,13 @@ def test_install_twice_then_uninstall(tmp_path: Path, mode: list[str]) -> None:
 
 @pytest.mark.parametrize(
     ("args", "message"),
-    [(["--bogus"], "unknown option --bogus"), (["--user", "x"], "--user is for --system")],
+    [
+        (["--bogus"], "unknown option --bogus"),
+        (["--run-as", "x"], "--run-as is for --system"),
+        (["--user", "x"], "--run-as is for --system"),  # the old spelling, still understood
+        (["--run-as"], "--run-as needs a user name"),
+        (["--with-bot", "--with-post-boot", "--bogus"], "unknown option --bogus"),
+    ],
 )
 def test_bad_option_is_exit_2(tmp_path: Path, args: list[str], message: str) -> None:
     result = run_install(tmp_path, tmp_path, *args)

@@ -191,8 +191,10 @@ def test_cli_render_writes_the_files(tmp_path: Path) -> None:
     [
         (["--mode", "bogus", "--out", "X"], "--mode"),
         (["--out", "X", "--exec", "relative/forge-tmux"], "absolute"),
-        (["--mode", "user", "--user", "root", "--out", "X"], "--user is for --mode system"),
-        (["--mode", "system", "--user", "no-such-user-ftx", "--out", "X"], "no such user"),
+        (["--mode", "user", "--run-as", "root", "--out", "X"], "--run-as is for --mode system"),
+        (["--mode", "user", "--user", "root", "--out", "X"], "--run-as is for --mode system"),
+        (["--mode", "system", "--run-as", "no-such-user-ftx", "--out", "X"], "no such user"),
+        (["--run-as", "root", "--user", "root", "--out", "X"], "old name of --run-as"),
         (["--out", "/dev/null/x"], "cannot write into /dev/null/x"),
     ],
 )

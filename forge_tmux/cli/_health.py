@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 import sys
 from enum import StrEnum
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
+
+# Typer vendors click; its exception types are the only way to tell a usage error apart.
+from typer._click import core as click_core
+from typer._click import exceptions as click_exc
+from typer.core import TyperCommand
 
 from forge_tmux.cli.common import (
     DirOpt,
@@ -26,6 +32,7 @@ from forge_tmux.errors import UsageError
 if TYPE_CHECKING:
     from forge_tmux.health import HealthResult
     from forge_tmux.healthstate import Event
+    from forge_tmux.nagios import Thresholds
     from forge_tmux.orphans import Recovery
 
 
@@ -40,13 +47,60 @@ TimeoutOpt = Annotated[
     float | None,
     typer.Option(
         "--timeout",
+        metavar="SECONDS",
         help="Seconds a live server may take to answer list-sessions before it counts as hung "
         "(default 2, or health.timeout in the config).",
     ),
 ]
 
 
-@app.command()
+def _nagios_requested(args: list[str]) -> bool:
+    return "--format=nagios" in args or any(
+        pair == ("--format", "nagios") for pair in itertools.pairwise(args)
+    )
+
+
+class _PluginCommand(TyperCommand):
+    """`health`, whose usage errors under `--format nagios` are the plugin's UNKNOWN: one line on
+    stdout and exit 3 (monitoring-plugins guidelines), not forge-tmux's exit 2 on stderr, which
+    a plugin runner would show as CRITICAL."""
+
+    def make_context(
+        self,
+        info_name: str | None,
+        args: list[str],
+        parent: click_core.Context | None = None,
+        **extra: Any,
+    ) -> click_core.Context:
+        nagios = _nagios_requested(args)  # before parsing: click's parser consumes `args`
+        try:
+            return super().make_context(info_name, args, parent=parent, **extra)
+        except click_exc.UsageError as exc:
+            if nagios:
+                _plugin_unknown(exc.format_message())
+            raise
+
+    def invoke(self, ctx: click_core.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except (UsageError, click_exc.UsageError) as exc:
+            if ctx.params.get("fmt") == Format.NAGIOS:  # the raw value: a str
+                _plugin_unknown(str(exc) if isinstance(exc, UsageError) else exc.format_message())
+            raise
+
+
+def _plugin_unknown(message: str) -> None:
+    from forge_tmux.nagios import Status, unknown  # noqa: PLC0415
+
+    sys.stdout.write(unknown(message) + "\n")
+    sys.stdout.flush()
+    finish(Status.UNKNOWN)
+
+
+ThresholdOpt = list[str] | None
+
+
+@app.command(cls=_PluginCommand)
 def health(
     ctx: typer.Context,
     dirs: DirOpt = None,
@@ -64,7 +118,8 @@ def health(
         str | None,
         typer.Option(
             "--output",
-            help="Write the report to FILE atomically instead of stdout "
+            metavar="PATH",
+            help="Write the report to PATH atomically instead of stdout "
             "(for node_exporter's textfile collector).",
         ),
     ] = None,
@@ -72,6 +127,28 @@ def health(
         bool, typer.Option("--check", help="Exit 1 when a dead socket or a hung server is found.")
     ] = False,
     timeout: TimeoutOpt = None,
+    warning: Annotated[
+        ThresholdOpt,
+        typer.Option(
+            "--warning",
+            "-w",
+            metavar="[STATE=]RANGE",
+            help="With --format nagios: WARNING when a count is outside RANGE (standard plugin "
+            "range syntax: 5, 10:, ~:10, @1:3). STATE is one of live, dead, hung, unknown, "
+            "orphaned, sessions; a bare RANGE means dead, hung and orphaned. Repeatable or "
+            "comma-separated. Default: dead=0,orphaned=0.",
+        ),
+    ] = None,
+    critical: Annotated[
+        ThresholdOpt,
+        typer.Option(
+            "--critical",
+            "-c",
+            metavar="[STATE=]RANGE",
+            help="With --format nagios: CRITICAL when a count is outside RANGE, as for "
+            "--warning. Default: hung=0.",
+        ),
+    ] = None,
     events: Annotated[
         bool,
         typer.Option(
@@ -85,12 +162,13 @@ def health(
     """Read-only socket health: live, dead, hung, unknown; never starts or removes anything.
 
     Exit 0, or with --check 1 when a socket is dead or a server hung; with --format nagios the
-    Nagios codes (0 OK, 1 WARNING dead/orphaned, 2 CRITICAL hung, 3 UNKNOWN could not check).
+    plugin codes (0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN: could not check, or bad usage).
     """
     from forge_tmux import health as core  # noqa: PLC0415 - keep --help fast
     from forge_tmux.paths import tmux_socket_root  # noqa: PLC0415
 
     start_logging(ctx)
+    limits = _thresholds(fmt, warning or [], critical or [])  # before the check: bad usage is fast
     cfg = state(ctx).config
     if output is not None and not os.path.isdir(os.path.dirname(os.path.abspath(output))):
         raise UsageError(f"--output: directory of {output} does not exist")
@@ -112,6 +190,8 @@ def health(
     fmt = Format.JSON if json_out else fmt
     if events and fmt not in (Format.ROW, Format.JSON):
         raise UsageError(f"--events goes with --format row or json, not {fmt.value}")
+    if limits is not None:
+        _nagios(result, limits, dirs or [], output)
     news = _remember(result) if events else []
     if fmt is Format.JSON:
         data = core.to_json(result)
@@ -122,13 +202,10 @@ def health(
         text = {
             Format.ROW: core.render_row,
             Format.PROMETHEUS: core.render_prometheus,
-            Format.NAGIOS: core.render_nagios,
         }[fmt](result)
         # The row stays the first line, as fleet-probe scripts expect; news follows, one a line.
         text = "\n".join([text.rstrip("\n"), *(event.describe() for event in news)])
     _write(text, output)
-    if fmt is Format.NAGIOS:
-        finish(core.NAGIOS_EXIT[core.nagios_status(result)])
     finish(1 if check and (result.problem or result.named_missing) else 0)
 
 
@@ -145,6 +222,37 @@ def _named_missing(result: HealthResult, named: list[str]) -> HealthResult:
     for path in missing:
         logging.getLogger(__name__).warning("--dir %s does not exist", path)
     return dataclasses.replace(result, named_missing=missing)
+
+
+def _thresholds(
+    fmt: Format, warning: list[str], critical: list[str]
+) -> tuple[Thresholds, Thresholds] | None:
+    """The plugin's (warning, critical) thresholds with --format nagios, else None."""
+    if fmt is not Format.NAGIOS:
+        if warning or critical:
+            raise UsageError("--warning/--critical go with --format nagios")
+        return None
+    from forge_tmux import nagios  # noqa: PLC0415
+
+    return (
+        nagios.parse_thresholds(warning, "--warning", nagios.DEFAULT_WARNING),
+        nagios.parse_thresholds(critical, "--critical", nagios.DEFAULT_CRITICAL),
+    )
+
+
+def _nagios(
+    result: HealthResult,
+    limits: tuple[Thresholds, Thresholds],
+    named_dirs: list[str],
+    output: str | None,
+) -> None:
+    from forge_tmux import nagios  # noqa: PLC0415
+
+    # A directory named on the command line that is missing is a typo, not "all clear".
+    required = [os.path.abspath(d) for d in named_dirs]
+    verdict = nagios.evaluate(result, *limits, required_dirs=required)
+    _write(nagios.render(verdict), output)
+    finish(verdict.status)
 
 
 def _remember(result: HealthResult) -> list[Event]:
@@ -207,12 +315,14 @@ def recover(
     ] = False,
     pids: Annotated[
         list[int] | None,
-        typer.Option("--pid", help="Only this orphaned server (repeatable)."),
+        typer.Option("--pid", metavar="PID", help="Only this orphaned server (repeatable)."),
     ] = None,
     json_out: JsonOpt = False,
     timeout: Annotated[
         float,
-        typer.Option("--timeout", help="Seconds to wait for a socket to come back."),
+        typer.Option(
+            "--timeout", metavar="SECONDS", help="Seconds to wait for a socket to come back."
+        ),
     ] = 5.0,
 ) -> None:
     """Bring back the deleted sockets of your own orphaned tmux servers with SIGUSR1.

@@ -70,6 +70,7 @@ def _global(
         str | None,
         typer.Option(
             "--config",
+            metavar="PATH",
             help="Config file (TOML). Default: $XDG_CONFIG_HOME/forge-tmux/config.toml; "
             "a missing default file means defaults.",
         ),

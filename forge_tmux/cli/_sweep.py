@@ -31,6 +31,7 @@ def sweep(
         float | None,
         typer.Option(
             "--timeout",
+            metavar="SECONDS",
             help="Bound in seconds on the run's probes and on each wait for a tmux client to "
             "reach a removed lock file (default 2, or sweep.timeout).",
         ),

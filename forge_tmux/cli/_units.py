@@ -10,6 +10,7 @@ import typer
 from forge_tmux import doctor as doctor_core
 from forge_tmux import systemd_units as core
 from forge_tmux.cli.common import JsonOpt, app, emit_json, finish, start_logging, state
+from forge_tmux.errors import UsageError
 from forge_tmux.systemd_units import Mode
 
 units_app = typer.Typer(
@@ -34,27 +35,55 @@ PostBootOpt = Annotated[
 ]
 ExecOpt = Annotated[
     str | None,
-    typer.Option("--exec", help="Absolute path of forge-tmux for ExecStart= (default: this one)."),
+    typer.Option(
+        "--exec",
+        metavar="PATH",
+        help="Absolute path of forge-tmux for ExecStart= (default: this one).",
+    ),
 ]
-UserOpt = Annotated[
+# `--run-as`, not `--user`: that spelling means "the user manager" to systemctl and to our own
+# `--mode user`. The old spelling still works, hidden (documented as deprecated).
+RunAsOpt = Annotated[
     str | None,
-    typer.Option("--user", help="System mode: who the units run as (default: $SUDO_USER or you)."),
+    typer.Option(
+        "--run-as",
+        metavar="USER",
+        help="System mode: who the units run as (default: $SUDO_USER or you).",
+    ),
 ]
+OldUserOpt = Annotated[
+    str | None, typer.Option("--user", metavar="USER", hidden=True, help="Old name of --run-as.")
+]
+
+
+def _run_as(run_as: str | None, old: str | None) -> str | None:
+    if old is None:
+        return run_as
+    if run_as is not None:
+        raise UsageError("--user is the old name of --run-as; give only --run-as")
+    return old
 
 
 @units_app.command()
 def render(
     ctx: typer.Context,
-    out: Annotated[str, typer.Option("--out", help="Directory to write the files into.")],
+    out: Annotated[
+        str, typer.Option("--out", metavar="DIR", help="Directory to write the files into.")
+    ],
     mode: ModeOpt = Mode.USER,
     with_post_boot: PostBootOpt = False,
     exec_path: ExecOpt = None,
-    user: UserOpt = None,
+    run_as: RunAsOpt = None,
+    user: OldUserOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
     """Write the rendered unit files (and the tmpfiles.d snippet) into --out."""
     opts = core.options(
-        state(ctx).config, mode, exec_path=exec_path, user=user, with_post_boot=with_post_boot
+        state(ctx).config,
+        mode,
+        exec_path=exec_path,
+        user=_run_as(run_as, user),
+        with_post_boot=with_post_boot,
     )
     paths = core.write_files(core.render(opts), out)
     if json_out:
@@ -73,7 +102,8 @@ def install(
         bool, typer.Option("--with-bot", help="Also install, enable and start the Telegram bot.")
     ] = False,
     exec_path: ExecOpt = None,
-    user: UserOpt = None,
+    run_as: RunAsOpt = None,
+    user: OldUserOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
     """Install the units, enable them, start the timer and run the first sweep.
@@ -85,7 +115,7 @@ def install(
         state(ctx).config,
         mode,
         exec_path=exec_path,
-        user=user,
+        user=_run_as(run_as, user),
         with_bot=with_bot,
         with_post_boot=with_post_boot,
     )

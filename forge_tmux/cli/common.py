@@ -17,7 +17,10 @@ app = typer.Typer(
     help="Keeps tmux-based agent fleets spawnable: stale-socket janitor, isolated spawns, "
     "systemd units and Telegram notifications.",
     no_args_is_help=True,
-    add_completion=False,
+    # --install-completion/--show-completion; completion itself runs only when the shell sets
+    # _FORGE_TMUX_COMPLETE, and costs the sweep's cold start nothing measurable
+    # (scripts/bench_completion.py).
+    add_completion=True,
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
 )
@@ -28,6 +31,7 @@ DirOpt = Annotated[
     list[str] | None,
     typer.Option(
         "--dir",
+        metavar="DIR",
         help="Socket directory to scan (repeatable); replaces the defaults "
         "(${TMUX_TMPDIR:-/tmp}/tmux-UID plus socket_dirs from the config).",
     ),

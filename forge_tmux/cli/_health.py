@@ -26,6 +26,7 @@ from forge_tmux.errors import UsageError
 if TYPE_CHECKING:
     from forge_tmux.health import HealthResult
     from forge_tmux.healthstate import Event
+    from forge_tmux.janitorstate import Labelled
     from forge_tmux.orphans import Recovery
 
 
@@ -117,7 +118,7 @@ def health(
     else:
         text = {
             Format.ROW: core.render_row,
-            Format.PROMETHEUS: core.render_prometheus,
+            Format.PROMETHEUS: lambda r: core.render_prometheus(r, _janitor(all_users, chosen)),
             Format.NAGIOS: core.render_nagios,
         }[fmt](result)
         # The row stays the first line, as fleet-probe scripts expect; news follows, one a line.
@@ -126,6 +127,18 @@ def health(
     if fmt is Format.NAGIOS:
         finish(core.NAGIOS_EXIT[core.nagios_status(result)])
     finish(1 if check and result.problem else 0)
+
+
+def _janitor(all_users: bool, dirs: list[str]) -> list[Labelled]:
+    """The sweep records to export: the own one; with --all-users every `tmux-UID` user's, with
+    a `uid` label."""
+    from forge_tmux import janitorstate  # noqa: PLC0415
+
+    if not all_users:
+        return [janitorstate.Labelled(None, janitorstate.load(janitorstate.record_path()))]
+    names = (os.path.basename(d) for d in dirs)
+    uids = [int(n[5:]) for n in names if n.startswith("tmux-") and n[5:].isdigit()]
+    return janitorstate.records_of(uids, os.geteuid())
 
 
 def _remember(result: HealthResult) -> list[Event]:

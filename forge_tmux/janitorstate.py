@@ -226,3 +226,21 @@ def exposition(records: Sequence[Labelled], version: str) -> list[str]:
             value = getattr(state, attribute)
             lines.append(f"{name}{labels} {round(value, 3) if isinstance(value, float) else value}")
     return lines
+
+
+# --- the OnFailure= report ----------------------------------------------------------------------
+
+
+def failure_lines(unit: str, mode: str, environ: dict[str, str]) -> list[str]:
+    """What `units report-failure` tells: the unit, how it failed (systemd passes the failed
+    unit's result to OnFailure= units as $MONITOR_*), and what to run on the host."""
+    result = environ.get("MONITOR_SERVICE_RESULT", "")
+    how = [f"result {result}"] if result else []
+    if environ.get("MONITOR_EXIT_STATUS"):
+        how.append(f"{environ.get('MONITOR_EXIT_CODE', 'exited')} {environ['MONITOR_EXIT_STATUS']}")
+    user = " --user" if mode == "user" else ""
+    return [
+        f"{unit} failed" + (f" ({', '.join(how)})" if how else ""),
+        f"run: systemctl{user} status {unit}; forge-tmux doctor",
+        "told once until a sweep succeeds again",
+    ]

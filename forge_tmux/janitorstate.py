@@ -2,16 +2,16 @@
 restarts, for `health --format prometheus` and the fleet's alerts.
 
 Every real sweep (the timer's, the boot hook's, spawn's pre-flight and its retry) updates one small
-JSON file in the state directory (`janitor.json`). A dry run is not recorded: it does not do the
-janitor's job. The file is read and rewritten under an flock (a timer sweep, a boot hook and a
-spawn may run at once; a lost update would lose counts) and replaced in one rename, so a reader
-sees the old record or the new, never half of one.
+file in the state directory (`janitor.state`, one `name value` pair a line). A dry run is not
+recorded: it does not do the janitor's job. The file is read and rewritten under an flock (a timer
+sweep, a boot hook and a spawn may run at once; a lost update would lose counts) and replaced in
+one rename, so a reader sees the old record or the new, never half of one.
 
 Recording never decides an exit code and never raises: a state directory that cannot be written is
 logged at warning (by the caller: the sweep configures logging only when it has something to say)
-and the sweep's result stands. A record that is missing or unreadable reads as
-all zeros; the alert on a stale janitor then fires, which is right: nobody can tell when it last
-worked. This module is on the sweep's hot path, so it imports nothing heavy (no dataclasses, no
+and the sweep's result stands. A record that is missing or unreadable reads as all zeros; the
+alert on a stale janitor then fires, which is right: nobody can tell when it last worked. This
+module is on the sweep's hot path, so it imports nothing heavy (no json, no dataclasses, no
 tempfile).
 """
 
@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import json
 import os
 import time
 from collections.abc import Iterator, Sequence
@@ -27,7 +26,7 @@ from typing import Any, NamedTuple
 
 from forge_tmux.paths import state_dir
 
-FILE_NAME = "janitor.json"
+FILE_NAME = "janitor.state"
 VERSION = 1
 
 
@@ -39,8 +38,11 @@ class JanitorState(NamedTuple):
     spawn_retries_total: int = 0  # spawns that had to sweep and create a second time
     failure_reported: bool = False  # the current run of failures was told (reset by a success)
 
-    def to_json(self) -> dict[str, object]:
-        return {"version": VERSION, **self._asdict()}
+    def to_text(self) -> str:
+        pairs = [("version", VERSION), *self._asdict().items()]
+        return "".join(
+            f"{name} {int(value) if isinstance(value, bool) else value}\n" for name, value in pairs
+        )
 
 
 def record_path(directory: str | None = None) -> str:
@@ -48,21 +50,25 @@ def record_path(directory: str | None = None) -> str:
 
 
 def load(path: str) -> JanitorState:
-    """The record at `path`; missing, unreadable or foreign means all zeros."""
+    """The record at `path`; missing, unreadable or foreign means all zeros, and a field that
+    does not parse is zero (the worst outcome is a counter that restarts, never a crash)."""
     try:
         with open(path, encoding="utf-8") as fh:
-            data = json.load(fh)
+            pairs = dict(line.split(" ", 1) for line in fh.read().splitlines() if " " in line)
     except (OSError, ValueError):
         return JanitorState()
-    if not isinstance(data, dict) or data.get("version") != VERSION:
+    if pairs.get("version") != str(VERSION):
         return JanitorState()
-    fields: dict[str, object] = {}
+    fields: dict[str, Any] = {}
     for name, default in JanitorState._field_defaults.items():
-        value = data.get(name, default)
-        # bool is an int in Python: keep the flag a bool and the numbers numbers.
-        if type(value) is type(default) or (isinstance(default, float) and type(value) is int):
-            fields[name] = value
-    return JanitorState(**fields)  # type: ignore[arg-type]
+        kind = int if isinstance(default, bool) else type(default)
+        try:
+            value = kind(pairs[name])
+        except (KeyError, ValueError):
+            continue
+        if value >= 0:
+            fields[name] = bool(value) if isinstance(default, bool) else value
+    return JanitorState(**fields)
 
 
 def _write_atomic(path: str, text: str) -> None:
@@ -100,7 +106,7 @@ def _update(change: dict[str, Any], adds: dict[str, int], directory: str | None)
             new = old._replace(
                 **change, **{name: getattr(old, name) + n for name, n in adds.items()}
             )
-            _write_atomic(path, json.dumps(new.to_json(), sort_keys=True) + "\n")
+            _write_atomic(path, new.to_text())
     except OSError as exc:
         return f"cannot record the sweep in {path}: {exc.strerror or exc}"
     return None
@@ -146,7 +152,7 @@ def claim_failure_report(*, directory: str | None = None) -> bool:
             if old.failure_reported:
                 return False
             new = old._replace(failure_reported=True)
-            _write_atomic(path, json.dumps(new.to_json(), sort_keys=True) + "\n")
+            _write_atomic(path, new.to_text())
     except OSError as exc:
         _warn(f"cannot remember the failure report in {path}: {exc.strerror or exc}")
     return True
@@ -244,3 +250,17 @@ def failure_lines(unit: str, mode: str, environ: dict[str, str]) -> list[str]:
         f"run: systemctl{user} status {unit}; forge-tmux doctor",
         "told once until a sweep succeeds again",
     ]
+
+
+def forget(directory: str | None = None) -> list[str]:
+    """Remove the record and its lock (`units uninstall`), and the state directory when that
+    leaves it empty; the paths removed."""
+    path = record_path(directory)
+    removed = []
+    for name in (path, path + ".lock"):
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(name)
+            removed.append(name)
+    with contextlib.suppress(OSError):  # not empty: the outbox, the health memory, ...
+        os.rmdir(os.path.dirname(path))
+    return removed

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, Final
 
-from forge_tmux import __version__, systemd
+from forge_tmux import __version__, janitorstate, systemd
 from forge_tmux.config import Config
 from forge_tmux.errors import UsageError
 from forge_tmux.paths import TMUX_SOCKET_ROOT_DEFAULT, state_dir, tmux_socket_root
@@ -577,7 +577,11 @@ def uninstall(mode: Mode) -> Outcome:
     _need_root(mode)
     manifest = load_manifest(mode)
     if manifest is None:
-        return Outcome("uninstall", mode, where, True, notes=("nothing installed (no manifest)",))
+        # The sweep's own record (metrics) goes too, installed or not: install.sh's first sweep
+        # without systemd writes one. In system mode it is the invoking user's.
+        forgotten = tuple(janitorstate.forget())
+        nothing = ("nothing installed (no manifest)",)
+        return Outcome("uninstall", mode, where, True, removed=forgotten, notes=nothing)
     notes: list[str] = []
     running = _manager_error(mode) is None
     if running and manifest.enabled:
@@ -605,6 +609,9 @@ def uninstall(mode: Mode) -> Outcome:
         with contextlib.suppress(systemd.SystemdNotFound):
             systemd.loginctl(["disable-linger", name], timeout=20)
     os.unlink(manifest_path(mode))
+    # The sweep's record, now that no unit runs a sweep; with the manifest gone as well, the
+    # state directory is removed when nothing else lives there.
+    removed += janitorstate.forget()
     for directory in reversed(manifest.created_dirs):
         with contextlib.suppress(OSError):  # not empty: something else lives there now
             os.rmdir(directory)

@@ -106,7 +106,7 @@ def test_boot_without_telegram_still_sweeps(
     assert "tmux sockets: 0 live, 0 dead, 0 hung, 0 unknown" in result.out
     # No one to tell: no outbox, no health memory; only the janitor's own record (its metrics).
     state_files = set(os.listdir(tmux_env.env["FORGE_TMUX_STATE_DIR"]))
-    assert state_files <= {"janitor.json", "janitor.json.lock"}
+    assert state_files <= {"janitor.state", "janitor.state.lock"}
 
 
 def test_boot_with_an_unsafe_token_file_sweeps_and_logs(

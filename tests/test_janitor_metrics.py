@@ -3,7 +3,6 @@ real sweeps of real stale sockets, parsed by prometheus_client."""
 
 from __future__ import annotations
 
-import json
 import multiprocessing
 import os
 import time
@@ -40,9 +39,9 @@ def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
 
 
 def record(env: TmuxEnv) -> dict[str, object]:
-    with open(os.path.join(env.env["FORGE_TMUX_STATE_DIR"], "janitor.json")) as fh:
-        data: dict[str, object] = json.load(fh)
-    return data
+    path = janitorstate.record_path(env.env["FORGE_TMUX_STATE_DIR"])
+    assert os.path.exists(path)
+    return janitorstate.load(path)._asdict()
 
 
 @needs_tmux
@@ -132,18 +131,26 @@ def test_an_unwritable_state_directory_does_not_fail_the_sweep(tmux_env: TmuxEnv
     assert result.code == 0
     assert not os.path.exists(stale)
     (warning,) = [line for line in result.err.splitlines() if "cannot record" in line]
-    assert warning.endswith("janitor.json: Not a directory")
+    assert warning.endswith("janitor.state: Not a directory")
     assert "Traceback" not in result.err
 
 
 def test_record_that_is_missing_or_foreign_reads_as_zeros(tmp_path: Path) -> None:
-    path = tmp_path / "janitor.json"
+    path = tmp_path / "janitor.state"
     assert janitorstate.load(str(path)) == JanitorState()
-    path.write_text('{"version": 1, "removed_total": "3", "last_run": 5, "failure_reported": 1}')
-    # A wrong type is dropped field by field; an int time is fine.
-    assert janitorstate.load(str(path)) == JanitorState(last_run=5)
-    path.write_text("[]")
+    path.write_text(
+        "version 1\nremoved_total 3.5\nlast_run 5\nfailure_reported 1\nfailures_total -2\n"
+    )
+    # A field that does not parse (or is negative) is zero; an int time is fine.
+    assert janitorstate.load(str(path)) == JanitorState(last_run=5.0, failure_reported=True)
+    path.write_text("version 2\nremoved_total 3\n")
     assert janitorstate.load(str(path)) == JanitorState()
+    path.write_bytes(b"\xff\xfe")
+    assert janitorstate.load(str(path)) == JanitorState()
+    # What is written reads back the same.
+    state = JanitorState(1.5, 2.25, 3, 4, 5, True)
+    path.write_text(state.to_text())
+    assert janitorstate.load(str(path)) == state
 
 
 def test_failure_is_reported_once_per_run_of_failures(tmp_path: Path) -> None:
@@ -171,7 +178,7 @@ def test_concurrent_sweeps_lose_no_count(tmp_path: Path) -> None:
         worker.join(60)
     loaded = janitorstate.load(janitorstate.record_path(str(tmp_path)))
     assert loaded.removed_total == 160
-    assert sorted(os.listdir(tmp_path)) == ["janitor.json", "janitor.json.lock"]  # no temp left
+    assert sorted(os.listdir(tmp_path)) == ["janitor.state", "janitor.state.lock"]  # no temp left
 
 
 def test_exposition_escapes_and_labels() -> None:
@@ -194,3 +201,15 @@ def test_names_follow_the_naming_guide(name: str) -> None:
     elif name != "forge_tmux_build_info":
         assert name.endswith("_timestamp_seconds")
         assert kinds[name] == "gauge"
+
+
+def test_forget_removes_the_record_and_an_emptied_directory_only(tmp_path: Path) -> None:
+    where = tmp_path / "state"
+    janitorstate.record_sweep(True, 1, directory=str(where))
+    (where / "outbox").mkdir()  # something else of forge-tmux's: stays, and so does the dir
+    assert len(janitorstate.forget(str(where))) == 2
+    assert os.listdir(where) == ["outbox"]
+    (where / "outbox").rmdir()
+    janitorstate.record_sweep(True, 1, directory=str(where))
+    janitorstate.forget(str(where))
+    assert not where.exists()

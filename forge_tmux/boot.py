@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from forge_tmux import health, healthstate
+from forge_tmux import health, healthstate, janitorstate
 from forge_tmux import sweep as janitor
 from forge_tmux.config import Config
 from forge_tmux.errors import UsageError
@@ -177,6 +177,7 @@ def boot(cfg: Config, dirs: Sequence[str], *, notifying: bool = True) -> BootRep
     """Sweep, then look; only the sweep can fail the boot hook. `notifying`: the summary goes
     to Telegram, so health events are taken from (and recorded in) the shared memory."""
     swept = janitor.sweep(dirs, timeout=cfg.sweep.timeout, protected=cfg.protected_sockets)
+    janitorstate.record_sweep(swept.ok, swept.removed)
     summary = BootReport(swept)
     for level, text in janitor.log_events(summary.sweep):
         log.log(level, "%s", text)

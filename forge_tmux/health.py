@@ -17,7 +17,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-from forge_tmux import tmux
+from forge_tmux import __version__, tmux
+from forge_tmux.janitorstate import Labelled, exposition
 from forge_tmux.orphans import Orphan, OrphansUnknown, orphaned_servers
 from forge_tmux.paths import display
 from forge_tmux.probe import Probe, SocketState, classify, connect_path, probe_connect
@@ -310,9 +311,10 @@ def to_json(result: HealthResult) -> dict[str, object]:
     }
 
 
-def render_prometheus(result: HealthResult) -> str:
+def render_prometheus(result: HealthResult, janitor: Sequence[Labelled] = ()) -> str:
     """Text exposition format (node_exporter's textfile collector). No per-socket series: socket
-    names come and go with every spawn, and a label per name would grow without bound."""
+    names come and go with every spawn, and a label per name would grow without bound. `janitor`:
+    the sweep records to export (see janitorstate), with the build info always."""
     lines = [
         "# HELP forge_tmux_sockets tmux sockets by state (live, dead, hung, unknown).",
         "# TYPE forge_tmux_sockets gauge",
@@ -343,4 +345,5 @@ def render_prometheus(result: HealthResult) -> str:
     )
     for name, help_text, value in gauges:
         lines += [f"# HELP {name} {help_text}", f"# TYPE {name} gauge", f"{name} {value}"]
+    lines += exposition(janitor, __version__)
     return "\n".join(lines) + "\n"

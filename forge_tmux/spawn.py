@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import TYPE_CHECKING, Final
 
-from forge_tmux import scope, tmux
+from forge_tmux import janitorstate, scope, tmux
 from forge_tmux import sweep as janitor
 from forge_tmux.errors import UsageError
 from forge_tmux.paths import SUN_PATH_MAX, display, tmux_socket_dir
@@ -292,6 +292,7 @@ def spawn(
         reasons: list[str] = []
         for attempt in (1, 2):
             if attempt == 2:
+                janitorstate.record_spawn_retry()
                 _wait_until_gone(request.socket_path)
                 cleaned += _sweep(socket_dir, protected, sweep_timeout)
             made = _create(request, plan)
@@ -343,6 +344,7 @@ def _result(
 
 def _sweep(socket_dir: str, protected: tuple[str, ...], timeout: float) -> int:
     found = janitor.sweep([socket_dir], timeout=timeout, protected=protected)
+    janitorstate.record_sweep(found.ok, found.removed)
     for level, text in janitor.log_events(found):
         log.log(level, "%s", text)
     return found.removed

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, Final
 
-from forge_tmux import __version__, systemd
+from forge_tmux import __version__, janitorstate, systemd
 from forge_tmux.config import Config
 from forge_tmux.errors import UsageError
 from forge_tmux.paths import TMUX_SOCKET_ROOT_DEFAULT, state_dir, tmux_socket_root
@@ -29,6 +29,13 @@ SWEEP_TIMER: Final = "forge-tmux-socket-sweep.timer"
 BOOT_SERVICE: Final = "forge-tmux-boot.service"
 BOT_SERVICE: Final = "forge-tmux-bot.service"
 POST_BOOT_SERVICE: Final = "forge-post-boot-sessions.service"
+HEALTH_SERVICE: Final = "forge-tmux-health.service"
+HEALTH_TIMER: Final = "forge-tmux-health.timer"
+# Started by OnFailure= of the sweep and the boot hook; a template, never enabled.
+FAILURE_SERVICE: Final = "forge-tmux-failure@.service"
+# Debian's prometheus-node-exporter reads this directory (--collector.textfile.directory).
+TEXTFILE_DIR_DEFAULT: Final = "/var/lib/prometheus/node-exporter"
+METRICS_INTERVAL_DEFAULT: Final = 60
 TMPFILES: Final = "forge-tmux.conf"
 TMPFILES_DIR: Final = "/etc/tmpfiles.d"
 SYSTEM_UNIT_DIR: Final = "/etc/systemd/system"
@@ -39,6 +46,7 @@ _TEMPLATE_OF: Final = {TMPFILES: "forge-tmux.tmpfiles.conf.j2"}
 SWEEP_TIMEOUT: Final = "2min"
 BOOT_TIMEOUT: Final = "3min"
 POST_BOOT_TIMEOUT: Final = "10min"
+HEALTH_TIMEOUT: Final = "1min"
 
 
 class Mode(StrEnum):
@@ -84,6 +92,14 @@ class RenderOptions:
     tmux_tmpdir: str | None = None  # TMUX_TMPDIR to pass on, when not /tmp
     with_bot: bool = True
     with_post_boot: bool = False
+    with_health_metrics: bool = False
+    textfile_dir: str = TEXTFILE_DIR_DEFAULT  # node_exporter's textfile collector directory
+    metrics_interval: int = METRICS_INTERVAL_DEFAULT  # seconds between two health runs
+
+    @property
+    def textfile(self) -> str:
+        """The file the health timer writes: one per user, so users on one host never clash."""
+        return os.path.join(self.textfile_dir, f"forge-tmux-{self.identity.uid}.prom")
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,10 +128,20 @@ def options(
     user: str | None = None,
     with_bot: bool = True,
     with_post_boot: bool = False,
+    with_health_metrics: bool = False,
+    textfile_dir: str = TEXTFILE_DIR_DEFAULT,
+    metrics_interval: int = METRICS_INTERVAL_DEFAULT,
 ) -> RenderOptions:
     """Render options from the config and the command line; bad input raises UsageError."""
     if exec_path is not None and not os.path.isabs(exec_path):
         raise UsageError(f"--exec must be an absolute path, not {exec_path!r}")
+    if not os.path.isabs(textfile_dir) or any(c.isspace() or c in "%$\\\"'" for c in textfile_dir):
+        raise UsageError(
+            f"--textfile-dir must be an absolute path without spaces, quotes, % or $: "
+            f"{textfile_dir!r}"
+        )
+    if not 10 <= metrics_interval <= 3600:
+        raise UsageError(f"--metrics-interval must be 10 to 3600 seconds, not {metrics_interval}")
     if user is not None and mode is Mode.USER:
         raise UsageError("--run-as is for --mode system; user units run as their own user")
     if mode is Mode.SYSTEM:
@@ -140,6 +166,9 @@ def options(
         tmux_tmpdir=root if root != TMUX_SOCKET_ROOT_DEFAULT else None,
         with_bot=with_bot,
         with_post_boot=with_post_boot,
+        with_health_metrics=with_health_metrics,
+        textfile_dir=os.path.normpath(textfile_dir),
+        metrics_interval=metrics_interval,
     )
 
 
@@ -163,7 +192,9 @@ def file_names(opts: RenderOptions) -> tuple[str, ...]:
         names.append(BOT_SERVICE)
     if opts.with_post_boot:
         names.append(POST_BOOT_SERVICE)
-    return (*names, TMPFILES)
+    if opts.with_health_metrics:
+        names += [HEALTH_SERVICE, HEALTH_TIMER]
+    return (*names, FAILURE_SERVICE, TMPFILES)
 
 
 def render(opts: RenderOptions) -> tuple[RenderedFile, ...]:
@@ -203,6 +234,10 @@ def render(opts: RenderOptions) -> tuple[RenderedFile, ...]:
         "sweep_timeout": SWEEP_TIMEOUT,
         "boot_timeout": BOOT_TIMEOUT,
         "post_boot_timeout": POST_BOOT_TIMEOUT,
+        "health_timeout": HEALTH_TIMEOUT,
+        "textfile_dir": opts.textfile_dir,
+        "textfile": opts.textfile,
+        "metrics_interval": opts.metrics_interval,
     }
     return tuple(
         RenderedFile(
@@ -397,10 +432,11 @@ def install(opts: RenderOptions) -> Outcome:
     except OSError as exc:
         return Outcome("install", mode, where, False, error=f"cannot write: {exc}")
     manifest = written.manifest
+    also = [u for u in (BOT_SERVICE, HEALTH_TIMER) if u in written.units]
     steps = [
         ["daemon-reload"],
         ["enable", *written.units],
-        ["start", SWEEP_TIMER, *([BOT_SERVICE] if BOT_SERVICE in written.units else [])],
+        ["start", SWEEP_TIMER, *also],
         # The first sweep, through systemd: proves the unit works as installed.
         ["start", SWEEP_SERVICE],
     ]
@@ -425,7 +461,7 @@ def install(opts: RenderOptions) -> Outcome:
             linger_enabled,
         )
     )
-    started = (SWEEP_TIMER, SWEEP_SERVICE, *([BOT_SERVICE] if BOT_SERVICE in written.units else []))
+    started = (SWEEP_TIMER, SWEEP_SERVICE, *also)
     return Outcome(
         "install",
         mode,
@@ -494,7 +530,8 @@ def _write_units(opts: RenderOptions, where: str, previous: Manifest) -> _Writte
                 notes.append(f"kept your own {POST_BOOT_SERVICE}; not overwritten")
                 files.pop(target, None)  # the operator's now, if it ever was ours
                 continue
-            units.append(rendered.name)
+            if rendered.name not in _NEVER_ENABLED:
+                units.append(rendered.name)
         _write_atomic(target, rendered.text)
         files[target] = hashlib.sha256(rendered.text.encode()).hexdigest()
         paths.append(target)
@@ -504,6 +541,10 @@ def _write_units(opts: RenderOptions, where: str, previous: Manifest) -> _Writte
     manifest = Manifest(mode, files, enabled, tuple(created), previous.linger_enabled)
     _save_manifest(manifest)
     return _Written(manifest, tuple(units), tuple(paths), tuple(kept), tuple(notes), wants_before)
+
+
+# Started by others (a timer, OnFailure=), without an [Install] section of their own.
+_NEVER_ENABLED: Final = frozenset({FAILURE_SERVICE, HEALTH_SERVICE})
 
 
 def _need_root(mode: Mode) -> None:
@@ -536,7 +577,11 @@ def uninstall(mode: Mode) -> Outcome:
     _need_root(mode)
     manifest = load_manifest(mode)
     if manifest is None:
-        return Outcome("uninstall", mode, where, True, notes=("nothing installed (no manifest)",))
+        # The sweep's own record (metrics) goes too, installed or not: install.sh's first sweep
+        # without systemd writes one. In system mode it is the invoking user's.
+        forgotten = tuple(janitorstate.forget())
+        nothing = ("nothing installed (no manifest)",)
+        return Outcome("uninstall", mode, where, True, removed=forgotten, notes=nothing)
     notes: list[str] = []
     running = _manager_error(mode) is None
     if running and manifest.enabled:
@@ -564,6 +609,9 @@ def uninstall(mode: Mode) -> Outcome:
         with contextlib.suppress(systemd.SystemdNotFound):
             systemd.loginctl(["disable-linger", name], timeout=20)
     os.unlink(manifest_path(mode))
+    # The sweep's record, now that no unit runs a sweep; with the manifest gone as well, the
+    # state directory is removed when nothing else lives there.
+    removed += janitorstate.forget()
     for directory in reversed(manifest.created_dirs):
         with contextlib.suppress(OSError):  # not empty: something else lives there now
             os.rmdir(directory)
@@ -645,7 +693,15 @@ class Status:
         }
 
 
-_ALL_UNITS: Final = (SWEEP_SERVICE, SWEEP_TIMER, BOOT_SERVICE, BOT_SERVICE, POST_BOOT_SERVICE)
+_ALL_UNITS: Final = (
+    SWEEP_SERVICE,
+    SWEEP_TIMER,
+    BOOT_SERVICE,
+    BOT_SERVICE,
+    POST_BOOT_SERVICE,
+    HEALTH_SERVICE,
+    HEALTH_TIMER,
+)
 
 
 def status(mode: Mode) -> Status:

@@ -273,6 +273,7 @@ def test_kill_server_immediately_followed_by_spawn(
     """kill-server returns before the server stops accepting; the harness must not be fooled
     (no false "already running", no failure) however quickly the spawn follows."""
     monkeypatch.setenv("TMUX_TMPDIR", tmux_env.root)
+    monkeypatch.setenv("FORGE_TMUX_STATE_DIR", tmux_env.env["FORGE_TMUX_STATE_DIR"])
     monkeypatch.delenv("TMUX", raising=False)
     path = tmux_env.path("spawn-race")
     for round_ in range(12):
@@ -338,6 +339,7 @@ def test_option_like_name_through_the_api(
 ) -> None:
     # On the command line `-L` would be an option (exit 2); the bot calls the API directly.
     monkeypatch.setenv("TMUX_TMPDIR", tmux_env.root)
+    monkeypatch.setenv("FORGE_TMUX_STATE_DIR", tmux_env.env["FORGE_TMUX_STATE_DIR"])
     result = core.spawn(core.make_request("-L", SLEEP))
     assert result.ok, result
     assert (result.session, result.socket_name) == ("-L", "spawn--L")

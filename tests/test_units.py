@@ -18,6 +18,7 @@ from forge_tmux.errors import UsageError
 from forge_tmux.systemd_units import (
     BOOT_SERVICE,
     BOT_SERVICE,
+    FAILURE_SERVICE,
     POST_BOOT_SERVICE,
     SWEEP_SERVICE,
     SWEEP_TIMER,
@@ -179,7 +180,15 @@ def test_cli_render_writes_the_files(tmp_path: Path) -> None:
     result = render_cli(tmp_path, "--mode", "system", "--out", str(out), "--with-post-boot")
     assert result.code == 0, result.err
     assert sorted(os.listdir(out)) == sorted(
-        [SWEEP_SERVICE, SWEEP_TIMER, BOOT_SERVICE, BOT_SERVICE, POST_BOOT_SERVICE, TMPFILES]
+        [
+            SWEEP_SERVICE,
+            SWEEP_TIMER,
+            BOOT_SERVICE,
+            BOT_SERVICE,
+            POST_BOOT_SERVICE,
+            FAILURE_SERVICE,
+            TMPFILES,
+        ]
     )
     # Default ExecStart: the running forge-tmux, absolute.
     exec_start = value((out / SWEEP_SERVICE).read_text(), "ExecStart")[0]
@@ -196,6 +205,9 @@ def test_cli_render_writes_the_files(tmp_path: Path) -> None:
         (["--mode", "system", "--run-as", "no-such-user-ftx", "--out", "X"], "no such user"),
         (["--run-as", "root", "--user", "root", "--out", "X"], "old name of --run-as"),
         (["--out", "/dev/null/x"], "cannot write into /dev/null/x"),
+        (["--out", "X", "--textfile-dir", "relative"], "--textfile-dir must be an absolute"),
+        (["--out", "X", "--textfile-dir", "/a b"], "--textfile-dir must be an absolute"),
+        (["--out", "X", "--metrics-interval", "5"], "--metrics-interval must be 10 to 3600"),
     ],
 )
 def test_cli_render_bad_input_is_one_line_exit_2(
@@ -211,7 +223,17 @@ def test_cli_render_bad_input_is_one_line_exit_2(
 def rendered_dir(tmp_path: Path, mode: str) -> Path:
     out = tmp_path / mode
     result = render_cli(
-        tmp_path, "--mode", mode, "--out", str(out), "--exec", EXE, "--with-post-boot"
+        tmp_path,
+        "--mode",
+        mode,
+        "--out",
+        str(out),
+        "--exec",
+        EXE,
+        "--with-post-boot",
+        "--with-health-metrics",
+        "--textfile-dir",
+        str(tmp_path / "textfile"),
     )
     assert result.code == 0, result.err
     return out

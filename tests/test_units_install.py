@@ -16,6 +16,9 @@ from forge_tmux.errors import UsageError
 from forge_tmux.systemd_units import (
     BOOT_SERVICE,
     BOT_SERVICE,
+    FAILURE_SERVICE,
+    HEALTH_SERVICE,
+    HEALTH_TIMER,
     POST_BOOT_SERVICE,
     SWEEP_SERVICE,
     SWEEP_TIMER,
@@ -81,7 +84,9 @@ def test_install_writes_enables_starts_and_records(home: Path, fake: FakeSystemc
     outcome = systemd_units.install(opts(with_bot=False))
     assert outcome.ok, outcome
     unit_dir = home / "config" / "systemd" / "user"
-    assert sorted(os.listdir(unit_dir)) == sorted([SWEEP_SERVICE, SWEEP_TIMER, BOOT_SERVICE])
+    assert sorted(os.listdir(unit_dir)) == sorted(
+        [SWEEP_SERVICE, SWEEP_TIMER, BOOT_SERVICE, FAILURE_SERVICE]
+    )
     assert (home / "tmpfiles.d" / "forge-tmux.conf").exists()
     assert fake.calls == [
         ("daemon-reload",),
@@ -203,3 +208,21 @@ def test_unreadable_manifest_is_a_usage_error(home: Path) -> None:
     path.write_text("{not json")
     with pytest.raises(UsageError, match="unreadable manifest"):
         systemd_units.load_manifest(Mode.USER)
+
+
+def test_health_metrics_timer_is_enabled_and_started_its_service_and_the_template_not(
+    home: Path, fake: FakeSystemctl
+) -> None:
+    outcome = systemd_units.install(opts(with_bot=False, with_health_metrics=True))
+    assert outcome.ok, outcome
+    unit_dir = home / "config" / "systemd" / "user"
+    assert {HEALTH_SERVICE, HEALTH_TIMER, FAILURE_SERVICE} <= set(os.listdir(unit_dir))
+    assert fake.calls == [
+        ("daemon-reload",),
+        ("enable", SWEEP_SERVICE, SWEEP_TIMER, BOOT_SERVICE, HEALTH_TIMER),
+        ("start", SWEEP_TIMER, HEALTH_TIMER),
+        ("start", SWEEP_SERVICE),
+    ]
+    # Uninstall takes back every file, the template and the health units included.
+    assert systemd_units.uninstall(Mode.USER).ok
+    assert not unit_dir.exists() or os.listdir(unit_dir) == []

@@ -32,6 +32,7 @@ from forge_tmux.errors import UsageError
 if TYPE_CHECKING:
     from forge_tmux.health import HealthResult
     from forge_tmux.healthstate import Event
+    from forge_tmux.janitorstate import Labelled
     from forge_tmux.nagios import Thresholds
     from forge_tmux.orphans import Recovery
 
@@ -199,10 +200,11 @@ def health(
             data["events"] = [event.to_json() for event in news]
         text = _json_text(data)
     else:
-        text = {
-            Format.ROW: core.render_row,
-            Format.PROMETHEUS: core.render_prometheus,
-        }[fmt](result)
+        text = (
+            core.render_prometheus(result, _janitor(all_users, chosen))
+            if fmt is Format.PROMETHEUS
+            else core.render_row(result)
+        )
         # The row stays the first line, as fleet-probe scripts expect; news follows, one a line.
         text = "\n".join([text.rstrip("\n"), *(event.describe() for event in news)])
     _write(text, output)
@@ -253,6 +255,18 @@ def _nagios(
     verdict = nagios.evaluate(result, *limits, required_dirs=required)
     _write(nagios.render(verdict), output)
     finish(verdict.status)
+
+
+def _janitor(all_users: bool, dirs: list[str]) -> list[Labelled]:
+    """The sweep records to export: the own one; with --all-users every `tmux-UID` user's, with
+    a `uid` label."""
+    from forge_tmux import janitorstate  # noqa: PLC0415
+
+    if not all_users:
+        return [janitorstate.Labelled(None, janitorstate.load(janitorstate.record_path()))]
+    names = (os.path.basename(d) for d in dirs)
+    uids = [int(n[5:]) for n in names if n.startswith("tmux-") and n[5:].isdigit()]
+    return janitorstate.records_of(uids, os.geteuid())
 
 
 def _remember(result: HealthResult) -> list[Event]:

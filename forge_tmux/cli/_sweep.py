@@ -75,6 +75,12 @@ def sweep(
         protected=cfg.protected_sockets,
     )
     events = core.log_events(result)
+    if not dry_run:
+        from forge_tmux.janitorstate import update_after_sweep  # noqa: PLC0415
+
+        problem = update_after_sweep(result.ok, result.removed)
+        if problem:
+            events.insert(0, (core.WARNING, problem))  # logged with the sweep's own events
     if events:
         import itertools  # noqa: PLC0415 - only when there is something to log
         import logging  # noqa: PLC0415

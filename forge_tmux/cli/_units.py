@@ -41,6 +41,29 @@ ExecOpt = Annotated[
         help="Absolute path of forge-tmux for ExecStart= (default: this one).",
     ),
 ]
+MetricsOpt = Annotated[
+    bool,
+    typer.Option(
+        "--with-health-metrics",
+        help="Also forge-tmux-health.timer: writes `health --format prometheus` into "
+        "node_exporter's textfile collector directory every --metrics-interval seconds.",
+    ),
+]
+TextfileDirOpt = Annotated[
+    str,
+    typer.Option(
+        "--textfile-dir",
+        metavar="DIR",
+        help="node_exporter's textfile collector directory (--collector.textfile.directory); "
+        "the file is forge-tmux-UID.prom.",
+    ),
+]
+IntervalOpt = Annotated[
+    int,
+    typer.Option(
+        "--metrics-interval", metavar="SECONDS", help="Seconds between two metric files (10-3600)."
+    ),
+]
 # `--run-as`, not `--user`: that spelling means "the user manager" to systemctl and to our own
 # `--mode user`. The old spelling still works, hidden (documented as deprecated).
 RunAsOpt = Annotated[
@@ -75,6 +98,9 @@ def render(
     exec_path: ExecOpt = None,
     run_as: RunAsOpt = None,
     user: OldUserOpt = None,
+    with_health_metrics: MetricsOpt = False,
+    textfile_dir: TextfileDirOpt = core.TEXTFILE_DIR_DEFAULT,
+    metrics_interval: IntervalOpt = core.METRICS_INTERVAL_DEFAULT,
     json_out: JsonOpt = False,
 ) -> None:
     """Write the rendered unit files (and the tmpfiles.d snippet) into --out."""
@@ -84,6 +110,9 @@ def render(
         exec_path=exec_path,
         user=_run_as(run_as, user),
         with_post_boot=with_post_boot,
+        with_health_metrics=with_health_metrics,
+        textfile_dir=textfile_dir,
+        metrics_interval=metrics_interval,
     )
     paths = core.write_files(core.render(opts), out)
     if json_out:
@@ -104,6 +133,9 @@ def install(
     exec_path: ExecOpt = None,
     run_as: RunAsOpt = None,
     user: OldUserOpt = None,
+    with_health_metrics: MetricsOpt = False,
+    textfile_dir: TextfileDirOpt = core.TEXTFILE_DIR_DEFAULT,
+    metrics_interval: IntervalOpt = core.METRICS_INTERVAL_DEFAULT,
     json_out: JsonOpt = False,
 ) -> None:
     """Install the units, enable them, start the timer and run the first sweep.
@@ -118,6 +150,9 @@ def install(
         user=_run_as(run_as, user),
         with_bot=with_bot,
         with_post_boot=with_post_boot,
+        with_health_metrics=with_health_metrics,
+        textfile_dir=textfile_dir,
+        metrics_interval=metrics_interval,
     )
     _report(core.install(opts), json_out)
 
@@ -141,6 +176,42 @@ def status(ctx: typer.Context, mode: ModeOpt = Mode.USER, json_out: JsonOpt = Fa
     else:
         print(core.render_status(result))
     finish(0 if result.ok else 1)
+
+
+@units_app.command("report-failure")
+def report_failure(
+    ctx: typer.Context,
+    unit: Annotated[str, typer.Argument(help="The unit that failed (OnFailure= passes %n).")],
+    mode: ModeOpt = Mode.USER,
+    json_out: JsonOpt = False,
+) -> None:
+    """OnFailure= handler of the sweep and the boot hook: tell Telegram that UNIT failed, once
+    per run of failures (a successful sweep re-arms it). Exit 0, or 1 when the message stays in
+    the outbox; without Telegram configured it only logs.
+    """
+    import logging  # noqa: PLC0415
+    import os  # noqa: PLC0415
+    import re  # noqa: PLC0415
+
+    from forge_tmux import janitorstate, notify  # noqa: PLC0415
+    from forge_tmux.errors import UsageError  # noqa: PLC0415
+
+    start_logging(ctx)
+    if not re.fullmatch(r"[\w@.:\\-]{1,255}", unit):
+        raise UsageError(f"not a unit name: {unit!r}")
+    lines = janitorstate.failure_lines(unit, mode.value, dict(os.environ))
+    logging.getLogger("forge_tmux.units").error("%s", lines[0])
+    settings = notify.for_job(state(ctx).config.telegram)
+    told = settings is not None and settings.ready and janitorstate.claim_failure_report()
+    delivery = notify.report(settings, notify.headline("janitor failed", lines) if told else None)
+    if json_out:
+        emit_json({"unit": unit, "told": told, "notify": delivery.to_json() if delivery else None})
+    else:
+        print(
+            f"{lines[0]}; "
+            + ("told Telegram" if told else "not told (told already or no Telegram)")
+        )
+    finish(1 if delivery is not None and not delivery.ok else 0)
 
 
 def _report(outcome: core.Outcome, json_out: bool) -> None:

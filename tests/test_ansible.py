@@ -5,7 +5,6 @@ writes after the install's real sweep parse with prometheus_client."""
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
 import re
@@ -14,11 +13,13 @@ import socket
 import stat
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
+from hostguard import Guard
 from prometheus_client.parser import text_string_to_metric_families
-from systemd_user import REPO, UserManager, e2e_venv, missing_requirements, source_hash
+from systemd_user import REPO, UserManager, dependency_cache, missing_requirements
 from test_systemd_e2e import manager  # noqa: F401 - the throw-away user's manager, a fixture
 
 from forge_tmux import __version__
@@ -44,35 +45,37 @@ PLAY = """\
 """
 
 
+_WHEELHOUSE: tuple[Path, Guard] | None = None
+
+
 def wheelhouse() -> Path:
-    """forge-tmux and its dependencies as wheels, world-readable, built once per source tree:
-    the role installs them with `--no-index --find-links`, as an offline fleet would."""
-    target = Path(f"/var/tmp/forge-tmux-wheels-{source_hash()}")
-    marker = target / ".complete"
-    if marker.exists():
-        return target
-    with open("/var/tmp/forge-tmux-wheels.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if not marker.exists():
-            shutil.rmtree(target, ignore_errors=True)
-            python = e2e_venv() / "bin" / "python"  # Debian's python: the wheels must fit it
-            subprocess.run(
-                [
-                    str(python),
-                    "-m",
-                    "pip",
-                    "wheel",
-                    "-q",
-                    "--disable-pip-version-check",
-                    "-w",
-                    str(target),
-                    str(REPO),
-                ],
-                check=True,
-                cwd="/",
-            )
-            subprocess.run(["chmod", "-R", "a+rX", str(target)], check=True)
-            marker.touch()
+    """forge-tmux and its dependencies as wheels, world-readable, built once per test run in a
+    directory the watchdog removes however the run ends: the role installs them with
+    `--no-index --find-links`, as an offline fleet would."""
+    global _WHEELHOUSE  # noqa: PLW0603 - one per test process
+    if _WHEELHOUSE is not None:
+        return _WHEELHOUSE[0]
+    target = Path(tempfile.mkdtemp(prefix="forge-tmux-wheels-", dir="/var/tmp"))
+    guard = Guard()
+    guard.tree(str(target))
+    _WHEELHOUSE = (target, guard)
+    python = dependency_cache() / "bin" / "python"  # Debian's python: the wheels must fit it
+    subprocess.run(
+        [
+            str(python),
+            "-m",
+            "pip",
+            "wheel",
+            "-q",
+            "--disable-pip-version-check",
+            "-w",
+            str(target),
+            str(REPO),
+        ],
+        check=True,
+        cwd="/",
+    )
+    subprocess.run(["chmod", "-R", "a+rX", str(target)], check=True)
     return target
 
 

@@ -67,7 +67,14 @@ class SweepResult:
     """What a sweep found and did. A plain class: it is filled in as the sweep goes (and a
     dataclass would cost start-up time on the hot path, see config.py)."""
 
-    __slots__ = ("dirs", "duration_ms", "lock_waits_timed_out", "locks_removed", "sockets")
+    __slots__ = (
+        "dirs",
+        "duration_ms",
+        "lock_waits",
+        "lock_waits_timed_out",
+        "locks_removed",
+        "sockets",
+    )
 
     def __init__(self) -> None:
         self.dirs: list[DirResult] = []
@@ -75,6 +82,8 @@ class SweepResult:
         self.locks_removed = 0
         # Processes that still had a retired lock file open, not waiting on it, at --timeout.
         self.lock_waits_timed_out = 0
+        # Why a release of retired lock files had to wait, one line per process (--verbose).
+        self.lock_waits: list[str] = []
         self.duration_ms = 0.0
 
     @property
@@ -237,21 +246,28 @@ def _sweep_dir(dir_fd: int, dir_path: str, result: SweepResult, run: _Run) -> Di
         return DirResult(dir_path, DirStatus.SWEPT, "")
     # In batches so that holding every lock of a batch at once stays within the fd limit.
     size = _batch_size()
+    dir_st = os.fstat(dir_fd)
+    directory = (dir_st.st_dev, dir_st.st_ino)
     for first in range(0, len(candidates), size):
-        held = HeldLocks()
+        held = HeldLocks(directory)
         try:
             batch = candidates[first : first + size]
             result.sockets.extend(_remove_batch(dir_fd, dir_path, batch, held))
         finally:
-            result.lock_waits_timed_out += held.release(run.release_deadline())
+            _release(held, result, run)
     orphans = [n for n in lock_files if n[: -len(LOCK_SUFFIX)] not in present]
-    held = HeldLocks()
+    held = HeldLocks(directory)
     try:
         for name in orphans:
             result.locks_removed += _retire_orphan_lock(dir_fd, name, held)
     finally:
-        result.lock_waits_timed_out += held.release(run.release_deadline())
+        _release(held, result, run)
     return DirResult(dir_path, DirStatus.SWEPT, "")
+
+
+def _release(held: HeldLocks, result: SweepResult, run: _Run) -> None:
+    result.lock_waits_timed_out += held.release(run.release_deadline())
+    result.lock_waits.extend(held.waits)
 
 
 def _is_socket(dir_fd: int, name: str) -> bool:
@@ -507,7 +523,7 @@ def _settle(
         return SocketResult(path, SocketState.STALE, True, reason)
     finally:
         if retired:
-            held.add(lock_fd)
+            held.add(lock_fd, name + LOCK_SUFFIX)
         else:
             os.close(lock_fd)
 
@@ -533,7 +549,7 @@ def _retire_orphan_lock(dir_fd: int, lock_name: str, held: HeldLocks) -> int:
         return int(retired)
     finally:
         if retired:
-            held.add(lock_fd)
+            held.add(lock_fd, lock_name)
         else:
             os.close(lock_fd)
 
@@ -564,7 +580,7 @@ def render_human(result: SweepResult, *, dry_run: bool = False) -> str:
 
 
 # Logging levels as numbers, so this module need not import logging (see cli/_sweep.py).
-NOTICE, WARNING = 25, 30
+INFO, NOTICE, WARNING = 20, 25, 30
 
 
 def log_events(result: SweepResult) -> list[tuple[int, str]]:
@@ -579,6 +595,8 @@ def log_events(result: SweepResult) -> list[tuple[int, str]]:
             events.append((NOTICE, f"removed stale tmux socket {display(s.path)}: {s.reason}"))
         elif s.failed:
             events.append((WARNING, f"{display(s.path)}: {s.reason}"))
+    # Shown with --verbose only (the CLI logs at NOTICE and above otherwise).
+    events += [(INFO, line) for line in result.lock_waits]
     if result.lock_waits_timed_out:
         events.append(
             (

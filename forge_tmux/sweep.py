@@ -17,6 +17,12 @@ Safety rules, in the order they are applied:
 - Lock files are removed only while we hold them and only when no socket is beside them, and
   the lock is released only once no tmux client can take it without waiting first
   (forge_tmux.locks explains why); so the sweep leaves no debris behind.
+- A file named `*.lock` is tmux's only if it is an empty regular file of ours: tmux creates its
+  lock files empty and never writes to them. Anything else (a pidfile, notes, a fifo, another
+  user's file) is never deleted and is reported as skipped; a `*.lock` that is not a regular file
+  is not even opened (opening a device or a fifo can have effects of its own).
+- A stale socket we could not remove (the lock file cannot be created: an immutable directory, a
+  read-only mount) is a failure of the run (exit 1), never a silent "unknown".
 """
 
 import fcntl
@@ -259,7 +265,10 @@ def _sweep_dir(dir_fd: int, dir_path: str, result: SweepResult, run: _Run) -> Di
     held = HeldLocks(directory)
     try:
         for name in orphans:
-            result.locks_removed += _retire_orphan_lock(dir_fd, name, held)
+            retired, kept = _retire_orphan_lock(dir_fd, dir_path, name, held)
+            result.locks_removed += retired
+            if kept is not None:
+                result.sockets.append(kept)
     finally:
         _release(held, result, run)
     return DirResult(dir_path, DirStatus.SWEPT, "")
@@ -315,6 +324,20 @@ def lock_is_ours(lock_fd: int) -> bool:
     return stat.S_ISREG(st.st_mode) and st.st_uid == os.geteuid()
 
 
+def not_a_tmux_lock(st: os.stat_result) -> str:
+    """Why a file named like a lock file is not tmux's lock, or "" when it may be: tmux creates
+    its lock files empty (0600) and never writes to them."""
+    if stat.S_ISLNK(st.st_mode):
+        return "named like a lock file but a symlink, never followed"
+    if not stat.S_ISREG(st.st_mode):
+        return "named like a lock file but not a regular file"
+    if st.st_uid != os.geteuid():
+        return f"named like a lock file but owned by uid {st.st_uid}, not ours"
+    if st.st_size:
+        return f"named like a lock file but not empty ({st.st_size} bytes): not tmux's"
+    return ""
+
+
 def _same_entry(dir_fd: int, name: str, before: os.stat_result) -> os.stat_result | None:
     try:
         now = os.lstat(name, dir_fd=dir_fd)
@@ -337,6 +360,8 @@ def _unlink_lock_if_alone(dir_fd: int, lock_name: str, lock_fd: int, socket_name
     except OSError:
         return False
     held = os.fstat(lock_fd)
+    if held.st_size:
+        return False  # written to: not tmux's lock file (see not_a_tmux_lock)
     try:
         on_disk = os.lstat(lock_name, dir_fd=dir_fd)
     except OSError:
@@ -358,10 +383,23 @@ def _lock_and_recheck(
     path = os.path.join(dir_path, name)
     lock_name = name + LOCK_SUFFIX
     try:
+        existing = os.lstat(lock_name, dir_fd=dir_fd)
+        if not stat.S_ISREG(existing.st_mode):
+            # Never opened: opening a device or a fifo can have effects of its own.
+            reason = f"{lock_name} is not a regular file; kept"
+            return SocketResult(path, SocketState.SKIPPED, False, reason), -1, None
+    except FileNotFoundError:
+        pass
+    except OSError as exc:
+        reason = f"cannot look at lock file {lock_name}: {exc.strerror or exc}; kept"
+        return SocketResult(path, SocketState.STALE, False, reason, failed=True), -1, None
+    try:
         lock_fd = open_lock(dir_fd, lock_name, create=True)
     except OSError as exc:
+        # A stale socket stays (an immutable directory, a read-only mount): that is a failure
+        # of the sweep, not a judgement; the timer must not report success.
         reason = f"cannot open lock file {lock_name}: {exc.strerror or exc}; kept"
-        return SocketResult(path, SocketState.UNKNOWN, False, reason), -1, None
+        return SocketResult(path, SocketState.STALE, False, reason, failed=True), -1, None
     verdict: SocketResult | None = None
     now: os.stat_result | None = None
     if not lock_is_ours(lock_fd):
@@ -440,7 +478,7 @@ def _remove_batch(
         # knows whether any socket is bound to these very files.
         bound = bound_files() if pending else None
         while pending:
-            results.append(_settle(dir_fd, dir_path, pending.popleft(), bound, held))
+            results.extend(_settle(dir_fd, dir_path, pending.popleft(), bound, held))
     finally:
         for candidate in pending:  # only on an exception: put back what was moved
             if candidate.quarantine:
@@ -485,7 +523,7 @@ def _settle(
     candidate: _Candidate,
     bound: frozenset[FileKey] | None,
     held: HeldLocks,
-) -> SocketResult:
+) -> list[SocketResult]:
     """Unlink the moved file if it is still the stale socket we judged, else put it back."""
     name, now, lock_fd, quarantine = candidate
     path = os.path.join(dir_path, name)
@@ -495,7 +533,7 @@ def _settle(
         try:
             moved = os.lstat(quarantine, dir_fd=dir_fd)
         except OSError:
-            return SocketResult(path, SocketState.STALE, False, "vanished before removal")
+            return [SocketResult(path, SocketState.STALE, False, "vanished before removal")]
         if (moved.st_dev, moved.st_ino) != (now.st_dev, now.st_ino) or not stat.S_ISSOCK(
             moved.st_mode
         ):
@@ -510,17 +548,22 @@ def _settle(
                 keep = "a server answers on it (re-bound while being removed); kept"
         if keep:
             if _restore(dir_fd, quarantine, name):
-                return SocketResult(path, SocketState.SKIPPED, False, keep)
+                return [SocketResult(path, SocketState.SKIPPED, False, keep)]
             lost = f"{keep}, but it could not be put back: it is now {quarantine}"
-            return SocketResult(path, SocketState.SKIPPED, False, lost, failed=True)
+            return [SocketResult(path, SocketState.SKIPPED, False, lost, failed=True)]
         try:
             os.unlink(quarantine, dir_fd=dir_fd)
         except OSError as exc:
             reason = f"could not remove: {exc.strerror or exc} (left as {quarantine})"
-            return SocketResult(path, SocketState.STALE, False, reason, failed=True)
+            return [SocketResult(path, SocketState.STALE, False, reason, failed=True)]
         retired = _unlink_lock_if_alone(dir_fd, name + LOCK_SUFFIX, lock_fd, name)
         reason = "removed: no server listening (connection refused, re-checked under lock)"
-        return SocketResult(path, SocketState.STALE, True, reason)
+        removed = [SocketResult(path, SocketState.STALE, True, reason)]
+        if not retired and os.fstat(lock_fd).st_size:
+            # Not tmux's lock file, so kept; flocking it was harmless (a tmux client would too).
+            kept = "named like a lock file but not empty: not tmux's; kept"
+            removed.append(SocketResult(path + LOCK_SUFFIX, SocketState.SKIPPED, False, kept))
+        return removed
     finally:
         if retired:
             held.add(lock_fd, name + LOCK_SUFFIX)
@@ -528,25 +571,35 @@ def _settle(
             os.close(lock_fd)
 
 
-def _retire_orphan_lock(dir_fd: int, lock_name: str, held: HeldLocks) -> int:
+def _retire_orphan_lock(
+    dir_fd: int, dir_path: str, lock_name: str, held: HeldLocks
+) -> tuple[int, SocketResult | None]:
     """A lock file with no socket beside it: left by a client that died while starting a server
-    or by a re-check that kept its socket. Retired only if we can take it, as tmux's server
-    would, and released through `held`."""
+    or by a re-check that kept its socket. Retired only if it is tmux's (an empty regular file of
+    ours) and we can take it, as tmux's server would, and released through `held`. Anything else
+    named `*.lock` is someone else's file: left alone and reported as skipped."""
+    path = os.path.join(dir_path, lock_name)
+    try:
+        not_tmux = not_a_tmux_lock(os.lstat(lock_name, dir_fd=dir_fd))
+    except OSError:
+        return 0, None  # gone
+    if not_tmux:
+        return 0, SocketResult(path, SocketState.SKIPPED, False, f"{not_tmux}; kept")
     try:
         lock_fd = open_lock(dir_fd, lock_name, create=False)
     except OSError:
-        return 0  # a symlink (ELOOP), gone, or not ours to open: leave it
+        return 0, None  # replaced by a symlink (ELOOP) or gone meanwhile: leave it
     retired = False
     try:
         if not lock_is_ours(lock_fd):
-            return 0
+            return 0, None
         try:
             fcntl.flock(lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            return 0
+            return 0, None
         socket_name = lock_name[: -len(LOCK_SUFFIX)]
         retired = _unlink_lock_if_alone(dir_fd, lock_name, lock_fd, socket_name)
-        return int(retired)
+        return int(retired), None
     finally:
         if retired:
             held.add(lock_fd, lock_name)

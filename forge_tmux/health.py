@@ -18,10 +18,11 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 
 from forge_tmux import tmux
+from forge_tmux.locks import LOCK_SUFFIX
 from forge_tmux.orphans import Orphan, SsUnavailable, orphaned_servers
 from forge_tmux.paths import display
 from forge_tmux.probe import Probe, SocketState, classify, connect_path, probe_connect
-from forge_tmux.sweep import LOCK_SUFFIX, DirStatus, open_socket_dir
+from forge_tmux.sockdir import DirStatus, open_socket_dir
 
 
 class Health(StrEnum):

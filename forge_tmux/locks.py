@@ -59,6 +59,37 @@ from typing import NamedTuple
 
 FileKey = tuple[int, int]  # (st_dev, st_ino)
 
+LOCK_SUFFIX = ".lock"
+
+
+def open_lock(dir_fd: int, lock_name: str, create: bool) -> int:
+    """Open tmux's lock file `lock_name` in the directory as tmux does (0600), never through a
+    symlink and never blocking (a fifo); the sweep and recover both take the lock this way."""
+    flags = os.O_WRONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK
+    if create:
+        flags |= os.O_CREAT
+    return os.open(lock_name, flags, 0o600, dir_fd=dir_fd)
+
+
+def lock_is_ours(lock_fd: int) -> bool:
+    """Whether the opened lock file is a regular file owned by our effective uid."""
+    st = os.fstat(lock_fd)
+    return stat.S_ISREG(st.st_mode) and st.st_uid == os.geteuid()
+
+
+def not_a_tmux_lock(st: os.stat_result) -> str:
+    """Why a file named like a lock file is not tmux's lock, or "" when it may be: tmux creates
+    its lock files empty (0600) and never writes to them."""
+    if stat.S_ISLNK(st.st_mode):
+        return "named like a lock file but a symlink, never followed"
+    if not stat.S_ISREG(st.st_mode):
+        return "named like a lock file but not a regular file"
+    if st.st_uid != os.geteuid():
+        return f"named like a lock file but owned by uid {st.st_uid}, not ours"
+    if st.st_size:
+        return f"named like a lock file but not empty ({st.st_size} bytes): not tmux's"
+    return ""
+
 
 def _parse_dev(field: str) -> FileKey | None:
     """`fe:00:2146372` (hex major, hex minor, inode) from a /proc/locks line."""

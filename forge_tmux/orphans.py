@@ -290,7 +290,7 @@ def _still_the_server(orphan: Orphan) -> str | None:
 def _socket_dir(orphan: Orphan, dry_run: bool) -> tuple[int | None, str]:
     """The orphan's directory under the sweep's safety rules. tmux's own `tmux-UID` directory,
     deleted with the socket, is created again (mode 0700) as a tmux client would."""
-    from forge_tmux.sweep import DirStatus, open_socket_dir  # noqa: PLC0415
+    from forge_tmux.sockdir import DirStatus, open_socket_dir  # noqa: PLC0415
 
     directory = os.path.dirname(orphan.path)
     fd, verdict = open_socket_dir(directory)
@@ -373,10 +373,9 @@ def _signal_under_lock(dir_fd: int, orphan: Orphan, timeout: float) -> Recovery:
     import signal  # noqa: PLC0415
     import time  # noqa: PLC0415
 
-    from forge_tmux.probe import SocketState, connect_path, probe_connect  # noqa: PLC0415
-
     # The sweep's own lock helpers: the same file, flags and ownership rule as its removals.
-    from forge_tmux.sweep import LOCK_SUFFIX, lock_is_ours, open_lock  # noqa: PLC0415
+    from forge_tmux.locks import LOCK_SUFFIX, lock_is_ours, open_lock  # noqa: PLC0415
+    from forge_tmux.probe import SocketState, connect_path, probe_connect  # noqa: PLC0415
 
     directory, name = os.path.split(orphan.path)
     try:

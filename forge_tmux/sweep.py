@@ -1,9 +1,9 @@
 """The janitor: remove stale tmux sockets, provably nothing else, race-free against tmux.
 
 Safety rules, in the order they are applied:
-- A directory is opened with O_NOFOLLOW and must be a real directory owned by us with no group or
-  other permission bits; otherwise nothing in it is touched. (tmux itself only rejects "other"
-  bits; a directory other group members can enter is not one we delete from.)
+- A directory is acted in only if it passes the socket-directory rule (forge_tmux.sockdir: a real
+  directory, opened with O_NOFOLLOW, owned by us, no group or other permission bits); otherwise
+  nothing in it is touched.
 - Every entry is judged relative to that directory descriptor, never through a path that a
   symlink could redirect; only sockets owned by the effective uid are candidates.
 - A candidate is removed only under tmux's own lock `<socket>.lock` (taken without blocking: a
@@ -31,10 +31,17 @@ import stat
 import time
 from collections import deque
 from collections.abc import Iterable
-from enum import StrEnum
 from typing import NamedTuple
 
-from forge_tmux.locks import FileKey, HeldLocks, lock_table
+from forge_tmux.locks import (
+    LOCK_SUFFIX,
+    FileKey,
+    HeldLocks,
+    lock_is_ours,
+    lock_table,
+    not_a_tmux_lock,
+    open_lock,
+)
 from forge_tmux.paths import display
 from forge_tmux.probe import (
     Budget,
@@ -45,20 +52,19 @@ from forge_tmux.probe import (
     connect_path,
     probe_connect,
 )
+from forge_tmux.sockdir import DirResult, DirStatus, open_socket_dir
 
-LOCK_SUFFIX = ".lock"
-
-
-class DirStatus(StrEnum):
-    SWEPT = "swept"
-    MISSING = "missing"
-    REFUSED = "refused"
-
-
-class DirResult(NamedTuple):
-    path: str
-    status: DirStatus
-    reason: str
+# DirResult and DirStatus (from sockdir) are part of SweepResult's interface: exported here too.
+__all__ = [
+    "WOULD_REMOVE",
+    "DirResult",
+    "DirStatus",
+    "SocketResult",
+    "SweepResult",
+    "log_events",
+    "render_human",
+    "sweep",
+]
 
 
 class SocketResult(NamedTuple):
@@ -134,35 +140,6 @@ class SweepResult:
             "summary": self.summary(),
             "duration_ms": round(self.duration_ms, 3),
         }
-
-
-def open_socket_dir(path: str) -> tuple[int | None, DirResult]:
-    """Open a socket directory if it is safe to act in; the fd is None when it is not."""
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
-    except FileNotFoundError:
-        return None, DirResult(path, DirStatus.MISSING, "does not exist")
-    except OSError as exc:
-        if os.path.islink(path):
-            return None, DirResult(path, DirStatus.REFUSED, "is a symlink, never followed")
-        return None, DirResult(path, DirStatus.REFUSED, f"cannot open: {exc.strerror or exc}")
-    st = os.fstat(fd)
-    problem = unsafe_dir_reason(st, os.geteuid())
-    if problem:
-        os.close(fd)
-        return None, DirResult(path, DirStatus.REFUSED, problem)
-    return fd, DirResult(path, DirStatus.SWEPT, "")
-
-
-def unsafe_dir_reason(st: os.stat_result, euid: int) -> str:
-    """Why a directory is not ours to clean, or "" when it is."""
-    if not stat.S_ISDIR(st.st_mode):
-        return "not a directory"
-    if st.st_uid != euid:
-        return f"owned by uid {st.st_uid}, not ours"
-    if st.st_mode & 0o077:
-        return f"unsafe permissions {stat.S_IMODE(st.st_mode):04o} (group/other bits set)"
-    return ""
 
 
 def sweep(
@@ -310,32 +287,6 @@ def _dry_run_verdict(
     except OSError:
         pass
     return SocketResult(path, SocketState.STALE, False, f"{WOULD_REMOVE}: {probe.reason}")
-
-
-def open_lock(dir_fd: int, lock_name: str, create: bool) -> int:
-    flags = os.O_WRONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK
-    if create:
-        flags |= os.O_CREAT
-    return os.open(lock_name, flags, 0o600, dir_fd=dir_fd)
-
-
-def lock_is_ours(lock_fd: int) -> bool:
-    st = os.fstat(lock_fd)
-    return stat.S_ISREG(st.st_mode) and st.st_uid == os.geteuid()
-
-
-def not_a_tmux_lock(st: os.stat_result) -> str:
-    """Why a file named like a lock file is not tmux's lock, or "" when it may be: tmux creates
-    its lock files empty (0600) and never writes to them."""
-    if stat.S_ISLNK(st.st_mode):
-        return "named like a lock file but a symlink, never followed"
-    if not stat.S_ISREG(st.st_mode):
-        return "named like a lock file but not a regular file"
-    if st.st_uid != os.geteuid():
-        return f"named like a lock file but owned by uid {st.st_uid}, not ours"
-    if st.st_size:
-        return f"named like a lock file but not empty ({st.st_size} bytes): not tmux's"
-    return ""
 
 
 def _same_entry(dir_fd: int, name: str, before: os.stat_result) -> os.stat_result | None:

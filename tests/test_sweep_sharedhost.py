@@ -22,7 +22,9 @@ from conftest import TmuxEnv, as_user, make_stale_socket, needs_root, needs_tmux
 
 from forge_tmux import sweep as core
 
-NOBODY = 65534
+# A uid of this test run alone (no passwd entry needed): other tests on this machine run tmux
+# as nobody, and a tmux client of the sweeping uid whose fds are unreadable is rightly waited for.
+USER_UID = 61000 + os.getpid() % 1000
 TMUX = shutil.which("tmux") or "tmux"
 
 # tmux 3.3a's client_get_lock(), paused between open() and flock() until it reads a line.
@@ -71,19 +73,19 @@ def test_tmux_command_lines_are_read_like_tmux_getopt(
 
 
 @pytest.fixture
-def nobody_dir(tmux_env: TmuxEnv) -> str:
-    """nobody's tmux directory with one stale socket `s` in it."""
-    sockdir = os.path.join(tmux_env.root, f"tmux-{NOBODY}")
+def user_dir(tmux_env: TmuxEnv) -> str:
+    """the user's tmux directory with one stale socket `s` in it."""
+    sockdir = os.path.join(tmux_env.root, f"tmux-{USER_UID}")
     os.mkdir(sockdir, 0o700)
     make_stale_socket(os.path.join(sockdir, "s"))
-    os.chown(os.path.join(sockdir, "s"), NOBODY, NOBODY)
-    os.chown(sockdir, NOBODY, NOBODY)
+    os.chown(os.path.join(sockdir, "s"), USER_UID, USER_UID)
+    os.chown(sockdir, USER_UID, USER_UID)
     return sockdir
 
 
 @contextlib.contextmanager
 def roots_own_tmux() -> Iterator[list[int]]:
-    """Root's tmux servers in a private TMUX_TMPDIR, one named like nobody's stale socket, with
+    """Root's tmux servers in a private TMUX_TMPDIR, one named like the user's stale socket, with
     control-mode clients attached by -L and by -S (a private 0700 TMUX_TMPDIR). Yields their
     pids; stops them by pid."""
     tmpdir = tempfile.mkdtemp(prefix="ftroot", dir="/tmp")
@@ -117,7 +119,7 @@ def roots_own_tmux() -> Iterator[list[int]]:
         for argv in (
             [TMUX, "-L", "s", "-C", "attach"],
             [TMUX, "-S", os.path.join(tmpdir, "tmux-0", "other"), "-C", "attach"],
-            # Named like nobody's socket, below a directory nobody may not search.
+            # Named like the user's socket, below a directory the user may not search.
             [TMUX, "-S", os.path.join(tmpdir, "tmux-0", "s"), "-C", "attach"],
         ):
             client = subprocess.Popen(
@@ -149,7 +151,7 @@ def roots_own_tmux() -> Iterator[list[int]]:
         shutil.rmtree(tmpdir, ignore_errors=True)
 
 
-def sweep_as_nobody(sockdir: str, timeout: float) -> dict[str, object]:
+def sweep_as_user(sockdir: str, timeout: float) -> dict[str, object]:
     def run() -> dict[str, object]:
         started = time.monotonic()
         result = core.sweep([sockdir], timeout=timeout)
@@ -160,33 +162,33 @@ def sweep_as_nobody(sockdir: str, timeout: float) -> dict[str, object]:
             "timed_out": result.lock_waits_timed_out,
         }
 
-    outcome: dict[str, object] = as_user(NOBODY, run)
+    outcome: dict[str, object] = as_user(USER_UID, run)
     return outcome
 
 
 @needs_root
 @needs_tmux
-def test_roots_own_tmux_costs_a_users_sweep_no_wait(tmux_env: TmuxEnv, nobody_dir: str) -> None:
+def test_roots_own_tmux_costs_a_users_sweep_no_wait(tmux_env: TmuxEnv, user_dir: str) -> None:
     with roots_own_tmux() as pids:
-        outcome = sweep_as_nobody(nobody_dir, timeout=3)
+        outcome = sweep_as_user(user_dir, timeout=3)
         assert all(os.path.exists(f"/proc/{pid}") for pid in pids)  # still there throughout
     assert outcome["removed"] == 1, outcome
     assert isinstance(outcome["elapsed"], float) and outcome["elapsed"] < 1.5, outcome
     assert outcome["waits"] == [], outcome
-    assert os.listdir(nobody_dir) == []
+    assert os.listdir(user_dir) == []
 
 
 @needs_root
 def test_a_root_process_holding_the_users_lock_file_is_still_waited_for(
-    tmux_env: TmuxEnv, nobody_dir: str
+    tmux_env: TmuxEnv, user_dir: str
 ) -> None:
-    """Root's model client (named tmux, no -S/-L: its socket may come from $TMUX, which nobody
-    cannot read) has opened nobody's lock file and not locked it yet. The sweep must hold the
+    """Root's model client (named tmux, no -S/-L: its socket may come from $TMUX, which the user
+    cannot read) has opened the user's lock file and not locked it yet. The sweep must hold the
     retired lock until the client waits on it, so the client never locks a ghost."""
-    lock = os.path.join(nobody_dir, "s.lock")
-    # nobody's own lock file (a client of nobody's made it), which root's process then opens.
+    lock = os.path.join(user_dir, "s.lock")
+    # the user's own lock file (a client of the user's made it), which root's process then opens.
     os.close(os.open(lock, os.O_WRONLY | os.O_CREAT, 0o600))
-    os.chown(lock, NOBODY, NOBODY)
+    os.chown(lock, USER_UID, USER_UID)
     as_tmux = os.path.join(tmux_env.root, "tmux")
     os.symlink(sys.executable, as_tmux)  # the kernel names a process after its executable file
     client = subprocess.Popen(
@@ -196,13 +198,13 @@ def test_a_root_process_holding_the_users_lock_file_is_still_waited_for(
         text=True,
     )
     outcome: dict[str, object] = {}
-    sweeper = threading.Thread(target=lambda: outcome.update(sweep_as_nobody(nobody_dir, 20)))
+    sweeper = threading.Thread(target=lambda: outcome.update(sweep_as_user(user_dir, 20)))
     try:
         assert client.stdout is not None and client.stdin is not None
         assert client.stdout.readline().strip() == "opened"
         sweeper.start()
         # The sweep removes the socket and the lock file's name, then holds the lock ...
-        wait_for(lambda: os.listdir(nobody_dir) == [])
+        wait_for(lambda: os.listdir(user_dir) == [])
         time.sleep(0.3)
         assert sweeper.is_alive(), "released the lock while root's client was in the gap"
         # ... until the client, resuming, finds the lock held and waits on it.

@@ -11,9 +11,16 @@ listens, so a late client merely connects. We remove it where no server is, so:
 
 1. unlink the lock file's name while still holding its flock (from then on no new process can
    open it);
-2. find every other process that still has that inode open (`/proc/PID/fd`);
+2. find every other process that may be a tmux client and still has that inode open
+   (`/proc/PID/comm`, then `/proc/PID/fd` of those only);
 3. keep holding the lock until each of them is a blocked waiter on it (`/proc/locks`, the "->"
    lines) or has closed it, then release.
+
+Only a tmux client takes tmux's lock, and a tmux client is named after its executable (`tmux`,
+`tmux3.4`) until it renames itself `<argv0>: client`; a process named otherwise is not looked
+into, which keeps step 2 at one small read per process on a busy host (see
+`could_be_tmux_client`). A confirming pass looks again only at the first pass's possible clients:
+once the names are gone, no other process can open these files any more.
 
 Step 3 is bounded by the sweep's `--timeout`. Only processes whose fds we may read are seen
 directly: the user's own, or everyone's for root. A process whose fds we may not read (root's, or
@@ -22,13 +29,14 @@ whole `--timeout` for it, unless facts that need no privilege prove it cannot be
 of the files we retire. Each exclusion, and why it is safe:
 
 - Gone, or a blocked waiter on one of our files in `/proc/locks`: nothing left to wait for.
-- Its name (/proc/PID/comm) does not start with "tmux": only a tmux client takes
-  tmux's lock (the same assumption as the whole protocol: a process that is not tmux and opens
-  tmux's lock file is not one tmux's exclusion can protect anyway).
+- Its name (/proc/PID/comm) is not a tmux client's (above): only a tmux client takes tmux's lock
+  (a process that is not tmux and opens tmux's lock file is not one tmux's exclusion can protect
+  anyway; another sweep in the gap only re-checks an inode that is gone, and keeps it).
 - None of its uids (real, effective, saved, fs) is ours or root's: it cannot open a file in our
   0700 directory at all.
-- It is a tmux server (`tmux: server`): a server never opens a lock file by path. It inherits the
-  fd, already locked, from the client that forked it, and only unlinks and closes it.
+- It is a tmux server (`tmux: server`, excluded by the name rule): a server never opens a lock
+  file by path. It inherits the fd, already locked, from the client that forked it, and only
+  unlinks and closes it.
 - Its command line names its socket with `-S PATH` or `-L NAME` (parsed as tmux's own getopt does:
   options stop at the first non-option). tmux opens exactly `PATH.lock` (or `DIR/NAME.lock`), so
   the last component of the lock file it can be opening is `basename(PATH) + ".lock"`. Our retired
@@ -55,6 +63,7 @@ the pid and the reason (`HeldLocks.waits`).
 import os
 import stat
 import time
+from collections.abc import Iterable
 from typing import NamedTuple
 
 FileKey = tuple[int, int]  # (st_dev, st_ino)
@@ -62,19 +71,22 @@ FileKey = tuple[int, int]  # (st_dev, st_ino)
 LOCK_SUFFIX = ".lock"
 
 
-def open_lock(dir_fd: int, lock_name: str, create: bool) -> int:
+def open_lock(dir_fd: int, lock_name: str, create: bool, exclusive: bool = False) -> int:
     """Open tmux's lock file `lock_name` in the directory as tmux does (0600), never through a
-    symlink and never blocking (a fifo); the sweep and recover both take the lock this way."""
-    flags = os.O_WRONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK
+    symlink and never blocking (a fifo); the sweep and recover both take the lock this way.
+    `exclusive` creates it or fails with FileExistsError."""
+    flags = os.O_WRONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK | os.O_NOCTTY
     if create:
         flags |= os.O_CREAT
+    if exclusive:
+        flags |= os.O_CREAT | os.O_EXCL
     return os.open(lock_name, flags, 0o600, dir_fd=dir_fd)
 
 
-def lock_is_ours(lock_fd: int) -> bool:
+def lock_is_ours(lock_fd: int, euid: int | None = None) -> bool:
     """Whether the opened lock file is a regular file owned by our effective uid."""
     st = os.fstat(lock_fd)
-    return stat.S_ISREG(st.st_mode) and st.st_uid == os.geteuid()
+    return stat.S_ISREG(st.st_mode) and st.st_uid == (os.geteuid() if euid is None else euid)
 
 
 def not_a_tmux_lock(st: os.stat_result) -> str:
@@ -137,32 +149,49 @@ def parse_locks(text: str) -> LockTable:
 
 class Scan(NamedTuple):
     """What one pass over /proc found: (pid, file) of every process with a retired file open,
-    and the suspects (pid -> why it could be in the gap) whose fds we could not read."""
+    the suspects (pid -> why it could be in the gap) whose fds we could not read, and the pids
+    that could be tmux clients at all (the only ones a confirming pass needs to look at again)."""
 
     found: set[tuple[int, FileKey]]
     suspects: dict[int, str]
+    clients: tuple[int, ...] = ()
+
+
+def could_be_tmux_client(name: str) -> bool:
+    """Whether a process named `name` (/proc/PID/comm) may be a tmux client: named after its
+    executable (`tmux`, `tmux3.4`) until tmux renames itself `<argv0>: client` (`tmux: client`).
+    A tmux server (`tmux: server`) never opens a lock file by path; see the module doc."""
+    return (name.startswith("tmux") and name != "tmux: server") or name.endswith(": client")
 
 
 def openers(
     targets: set[FileKey],
     names: frozenset[str] | None = frozenset(),
     directory: FileKey | None = None,
+    pids: Iterable[int] | None = None,
 ) -> Scan:
-    """Every other process that has one of the (deleted) target files open, and the processes we
-    could not inspect that may be in the gap on one of them. `names` are the targets' lock file
-    names (None: a target still has a name somewhere, so no exclusion by name), `directory` the
-    one they were in (for the exclusions of the module doc)."""
+    """Every other process that may be a tmux client and has one of the (deleted) target files
+    open, and the ones we could not inspect that may be in the gap on one of them. `names` are
+    the targets' lock file names (None: a target still has a name somewhere, so no exclusion by
+    name), `directory` the one they were in (for the exclusions of the module doc). `pids`
+    limits the pass to those processes (a confirming pass); by default every process is read.
+
+    Only processes that may be tmux clients are looked into: reading one small file per process
+    (its name) instead of every fd of every process keeps this cheap on a busy host."""
     found: set[tuple[int, FileKey]] = set()
     suspects: dict[int, str] = {}
     me, euid = os.getpid(), os.geteuid()
-    try:
-        pids = [int(name) for name in os.listdir("/proc") if name.isdigit()]
-    except OSError:
-        return Scan(found, {0: "/proc cannot be listed"})
+    if pids is None:
+        try:
+            pids = [int(name) for name in os.listdir("/proc") if name.isdigit()]
+        except OSError:
+            return Scan(found, {0: "/proc cannot be listed"})
     gap = _Gap(euid, names, directory)
+    clients: list[int] = []
     for pid in pids:
-        if pid == me:
+        if pid == me or not could_be_tmux_client(_comm(pid)):
             continue
+        clients.append(pid)
         fd_dir = f"/proc/{pid}/fd"
         try:
             fds = os.listdir(fd_dir)
@@ -175,7 +204,7 @@ def openers(
             link = f"{fd_dir}/{fd}"
             try:
                 # Retired lock files are unlinked: their fds read "... (deleted)". Checking the
-                # link text first saves a stat of every socket and pipe on the machine.
+                # link text first saves a stat of every socket and pipe of the process.
                 if not os.readlink(link).endswith(".lock (deleted)"):
                     continue
                 st = os.stat(link)
@@ -189,7 +218,7 @@ def openers(
             key = (st.st_dev, st.st_ino)
             if key in targets:
                 found.add((pid, key))
-    return Scan(found, suspects)
+    return Scan(found, suspects, tuple(clients))
 
 
 def _suspect(suspects: dict[int, str], pid: int, gap: "_Gap") -> None:
@@ -254,12 +283,10 @@ class _Gap:
     def reason(self, pid: int) -> str:
         """Why `pid` must be waited for; "" when it cannot be in the gap."""
         name = _comm(pid)
-        if not name.startswith("tmux"):
+        if not could_be_tmux_client(name):
             return ""  # also when gone
         uids = _uids(pid)
         if not uids or not ({str(self.euid), "0"} & set(uids)):
-            return ""
-        if name == "tmux: server":
             return ""
         who = f"tmux process {name!r} of uid {uids[0]}, fds unreadable"
         if self.names is None:
@@ -394,8 +421,12 @@ class HeldLocks:
             clean_scans = 0
             started = time.monotonic()
             why: dict[int, str] = {}
+            # A process that is not among the first pass's possible clients cannot be in the gap
+            # later: the names are gone, so it can no longer open these files.
+            clients: tuple[int, ...] | None = None
             while True:
-                pending, suspects = openers(targets, names, self.directory)
+                pending, suspects, found_clients = openers(targets, names, self.directory, clients)
+                clients = found_clients
                 if pending or suspects:
                     table = lock_table()
                     if table is None:

@@ -44,13 +44,15 @@ from forge_tmux.locks import (
 )
 from forge_tmux.paths import display
 from forge_tmux.probe import (
+    Bindings,
     Budget,
+    Connector,
     Probe,
     SocketState,
     bound_files,
     classify,
     connect_path,
-    probe_connect,
+    unix_bindings,
 )
 from forge_tmux.sockdir import DirResult, DirStatus, open_socket_dir
 
@@ -158,20 +160,23 @@ def sweep(
     result = SweepResult()
     run = _Run(Budget(timeout), timeout, dry_run, frozenset(protected))
     seen: set[str] = set()
-    for path in dirs:
-        real = os.path.abspath(path)
-        if real in seen:
-            continue
-        seen.add(real)
-        fd, dir_result = open_socket_dir(real)
-        if fd is None:
+    try:
+        for path in dirs:
+            real = os.path.abspath(path)
+            if real in seen:
+                continue
+            seen.add(real)
+            fd, dir_result = open_socket_dir(real)
+            if fd is None:
+                result.dirs.append(dir_result)
+                continue
+            try:
+                dir_result = _sweep_dir(fd, real, result, run)
+            finally:
+                os.close(fd)
             result.dirs.append(dir_result)
-            continue
-        try:
-            dir_result = _sweep_dir(fd, real, result, run)
-        finally:
-            os.close(fd)
-        result.dirs.append(dir_result)
+    finally:
+        run.connector.close()
     result.duration_ms = (time.perf_counter() - started) * 1000
     return result
 
@@ -179,7 +184,15 @@ def sweep(
 class _Run:
     """The settings of one sweep, and its one deadline for waiting on tmux clients."""
 
-    __slots__ = ("_release_by", "budget", "dry_run", "protected", "timeout")
+    __slots__ = (
+        "_release_by",
+        "budget",
+        "connector",
+        "dry_run",
+        "euid",
+        "protected",
+        "timeout",
+    )
 
     def __init__(
         self, budget: Budget, timeout: float, dry_run: bool, protected: frozenset[str]
@@ -188,6 +201,8 @@ class _Run:
         self.timeout = timeout
         self.dry_run = dry_run
         self.protected = protected
+        self.euid = os.geteuid()
+        self.connector = Connector()  # one AF_UNIX socket for all the run's connects
         self._release_by: float | None = None
 
     def release_deadline(self) -> float:
@@ -206,12 +221,24 @@ def _sweep_dir(dir_fd: int, dir_path: str, result: SweepResult, run: _Run) -> Di
     lock_files: list[str] = []
     candidates: list[tuple[str, os.stat_result]] = []
     held_locks: set[FileKey] | None = None
+    # One sock_diag dump classifies the directory: listening files are live without a connect,
+    # unbound ones are candidates whose connect comes under tmux's lock (the check that also
+    # sees servers of other network namespaces). A dry run connects, to report what it will do.
+    bindings: Bindings | None = None if run.dry_run or not names else unix_bindings()
     for name in names:
         if name.endswith(LOCK_SUFFIX) and not _is_socket(dir_fd, name):
             lock_files.append(name)  # handled with its socket, or below when orphaned
             continue
         path = os.path.join(dir_path, name)
-        probe, st = classify(dir_fd, dir_path, name, run.budget)
+        probe, st = classify(
+            dir_fd,
+            dir_path,
+            name,
+            run.budget,
+            euid=run.euid,
+            bindings=bindings,
+            connector=run.connector,
+        )
         if st is None:
             continue  # gone between listing and looking: nothing to report
         if probe.state is not SocketState.STALE:
@@ -235,7 +262,7 @@ def _sweep_dir(dir_fd: int, dir_path: str, result: SweepResult, run: _Run) -> Di
         held = HeldLocks(directory)
         try:
             batch = candidates[first : first + size]
-            result.sockets.extend(_remove_batch(dir_fd, dir_path, batch, held))
+            result.sockets.extend(_remove_batch(dir_fd, dir_path, batch, held, run))
         finally:
             _release(held, result, run)
     orphans = [n for n in lock_files if n[: -len(LOCK_SUFFIX)] not in present]
@@ -327,49 +354,35 @@ def _unlink_lock_if_alone(dir_fd: int, lock_name: str, lock_fd: int, socket_name
 
 
 def _lock_and_recheck(
-    dir_fd: int, dir_path: str, name: str, st: os.stat_result
+    dir_fd: int, dir_path: str, name: str, st: os.stat_result, run: _Run
 ) -> tuple[SocketResult | None, int, os.stat_result | None]:
     """Take the socket's tmux lock without blocking and re-check under it. Returns a verdict
     (and closes the lock) when the socket must be kept, else (None, lock fd, current stat)."""
     path = os.path.join(dir_path, name)
     lock_name = name + LOCK_SUFFIX
-    try:
-        existing = os.lstat(lock_name, dir_fd=dir_fd)
-        if not stat.S_ISREG(existing.st_mode):
-            # Never opened: opening a device or a fifo can have effects of its own.
-            reason = f"{lock_name} is not a regular file; kept"
-            return SocketResult(path, SocketState.SKIPPED, False, reason), -1, None
-    except FileNotFoundError:
-        pass
-    except OSError as exc:
-        reason = f"cannot look at lock file {lock_name}: {exc.strerror or exc}; kept"
-        return SocketResult(path, SocketState.STALE, False, reason, failed=True), -1, None
-    try:
-        lock_fd = open_lock(dir_fd, lock_name, create=True)
-    except OSError as exc:
-        # A stale socket stays (an immutable directory, a read-only mount): that is a failure
-        # of the sweep, not a judgement; the timer must not report success.
-        reason = f"cannot open lock file {lock_name}: {exc.strerror or exc}; kept"
-        return SocketResult(path, SocketState.STALE, False, reason, failed=True), -1, None
+    lock_fd, problem = _open_tmux_lock(dir_fd, path, lock_name, run.euid)
+    if problem is not None:
+        return problem, -1, None
     verdict: SocketResult | None = None
     now: os.stat_result | None = None
-    if not lock_is_ours(lock_fd):
-        verdict = SocketResult(path, SocketState.SKIPPED, False, "lock file is not ours; kept")
-    else:
-        try:
-            fcntl.flock(lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            reason = "lock held: a tmux client is starting a server; kept"
-            verdict = SocketResult(path, SocketState.SKIPPED, False, reason)
+    try:
+        fcntl.flock(lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        reason = "lock held: a tmux client is starting a server; kept"
+        verdict = SocketResult(path, SocketState.SKIPPED, False, reason)
     if verdict is None:
         # Under the lock no tmux client can start a server on this path: re-check everything.
+        # connect() stays here, the last check before the move: sock_diag sees only our network
+        # namespace, a connect reaches a server in any.
         now = _same_entry(dir_fd, name, st)
-        if now is None or not stat.S_ISSOCK(now.st_mode) or now.st_uid != os.geteuid():
+        if now is None or not stat.S_ISSOCK(now.st_mode) or now.st_uid != run.euid:
             verdict = SocketResult(path, SocketState.UNKNOWN, False, "changed while locking; kept")
         else:
             target = connect_path(dir_fd, dir_path, name)
             again: Probe = (
-                probe_connect(target) if target else Probe(SocketState.UNKNOWN, "path too long")
+                run.connector.probe(target)
+                if target
+                else Probe(SocketState.UNKNOWN, "path too long")
             )
             if again.state is not SocketState.STALE:
                 reason = f"re-check under lock: {again.reason}"
@@ -378,6 +391,40 @@ def _lock_and_recheck(
         os.close(lock_fd)
         return verdict, -1, None
     return None, lock_fd, now
+
+
+def _open_tmux_lock(
+    dir_fd: int, path: str, lock_name: str, euid: int
+) -> tuple[int, SocketResult | None]:
+    """Open (creating it if need be) the lock file beside a candidate: its fd, or -1 and why the
+    socket at `path` is kept. Usually there is none (tmux's server removes it once it listens),
+    and then O_EXCL creates a file that is ours by construction: one syscall, no stat."""
+    try:
+        return open_lock(dir_fd, lock_name, create=True, exclusive=True), None
+    except FileExistsError:
+        pass
+    except OSError as exc:
+        return -1, _cannot_open(path, lock_name, exc)
+    try:
+        existing = os.lstat(lock_name, dir_fd=dir_fd)
+        if not stat.S_ISREG(existing.st_mode):
+            # Never opened: opening a device or a fifo can have effects of its own.
+            reason = f"{lock_name} is not a regular file; kept"
+            return -1, SocketResult(path, SocketState.SKIPPED, False, reason)
+        lock_fd = open_lock(dir_fd, lock_name, create=True)
+    except OSError as exc:
+        return -1, _cannot_open(path, lock_name, exc)
+    if not lock_is_ours(lock_fd, euid):
+        os.close(lock_fd)
+        return -1, SocketResult(path, SocketState.SKIPPED, False, "lock file is not ours; kept")
+    return lock_fd, None
+
+
+def _cannot_open(path: str, lock_name: str, exc: OSError) -> SocketResult:
+    """A stale socket stays (an immutable directory, a read-only mount): that is a failure of
+    the sweep, not a judgement; the timer must not report success."""
+    reason = f"cannot open lock file {lock_name}: {exc.strerror or exc}; kept"
+    return SocketResult(path, SocketState.STALE, False, reason, failed=True)
 
 
 QUARANTINE_PREFIX = ".forge-tmux-sweep-"
@@ -391,7 +438,11 @@ class _Candidate(NamedTuple):
 
 
 def _remove_batch(
-    dir_fd: int, dir_path: str, batch: list[tuple[str, os.stat_result]], held: HeldLocks
+    dir_fd: int,
+    dir_path: str,
+    batch: list[tuple[str, os.stat_result]],
+    held: HeldLocks,
+    run: _Run,
 ) -> list[SocketResult]:
     """Lock and re-check every candidate of the batch, move each out of the way, ask the kernel
     once which files are bound, then unlink what is still the stale file. Retired lock files go
@@ -408,7 +459,7 @@ def _remove_batch(
     pending: deque[_Candidate] = deque()
     try:
         for name, st in batch:
-            verdict, lock_fd, now = _lock_and_recheck(dir_fd, dir_path, name, st)
+            verdict, lock_fd, now = _lock_and_recheck(dir_fd, dir_path, name, st, run)
             if verdict is not None:
                 results.append(verdict)
             elif now is not None:
@@ -429,7 +480,7 @@ def _remove_batch(
         # knows whether any socket is bound to these very files.
         bound = bound_files() if pending else None
         while pending:
-            results.extend(_settle(dir_fd, dir_path, pending.popleft(), bound, held))
+            results.extend(_settle(dir_fd, dir_path, pending.popleft(), bound, held, run))
     finally:
         for candidate in pending:  # only on an exception: put back what was moved
             if candidate.quarantine:
@@ -440,9 +491,8 @@ def _remove_batch(
 
 def _quarantine_tag() -> str:
     """A private name prefix for one batch: nobody else can guess it (rename() replaces)."""
-    import secrets  # noqa: PLC0415 - only when there is something to remove
-
-    return f"{QUARANTINE_PREFIX}{os.getpid()}-{secrets.token_hex(8)}"
+    # os.urandom, not `secrets`: same kernel randomness, without importing hashlib and hmac.
+    return f"{QUARANTINE_PREFIX}{os.getpid()}-{os.urandom(8).hex()}"
 
 
 def _quarantine(dir_fd: int, dir_path: str, name: str, quarantine: str) -> SocketResult | None:
@@ -474,6 +524,7 @@ def _settle(
     candidate: _Candidate,
     bound: frozenset[FileKey] | None,
     held: HeldLocks,
+    run: _Run,
 ) -> list[SocketResult]:
     """Unlink the moved file if it is still the stale socket we judged, else put it back."""
     name, now, lock_fd, quarantine = candidate
@@ -495,7 +546,7 @@ def _settle(
                 keep = "a server is bound to it (starting, or re-bound on SIGUSR1); kept"
         else:
             target = connect_path(dir_fd, dir_path, quarantine)
-            if target is None or probe_connect(target).state is not SocketState.STALE:
+            if target is None or run.connector.probe(target).state is not SocketState.STALE:
                 keep = "a server answers on it (re-bound while being removed); kept"
         if keep:
             if _restore(dir_fd, quarantine, name):

@@ -52,9 +52,20 @@ print("locked" if same else "ghost", flush=True)
 """
 
 
-def start_model_client(lock_path: str) -> subprocess.Popen[str]:
+def tmux_named_python(directory: str, name: str = "tmux") -> str:
+    """A python executable named like a tmux client: the kernel names a process after its
+    executable file, and the sweep looks only into processes that may be tmux clients."""
+    path = os.path.join(directory, name)
+    if not os.path.lexists(path):
+        os.symlink(sys.executable, path)
+    return path
+
+
+def start_model_client(lock_path: str, name: str = "tmux") -> subprocess.Popen[str]:
+    # Beside the test's socket directory: tmux_env's root, removed with it.
+    as_tmux = tmux_named_python(os.path.dirname(os.path.dirname(lock_path)), name)
     client = subprocess.Popen(
-        [sys.executable, "-c", MODEL_CLIENT, lock_path],
+        [as_tmux, "-c", MODEL_CLIENT, lock_path],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,

@@ -11,7 +11,6 @@ import contextlib
 import os
 import shutil
 import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -19,6 +18,7 @@ from collections.abc import Iterator
 
 import pytest
 from conftest import TmuxEnv, as_user, make_stale_socket, needs_root, needs_tmux, wait_for
+from test_sweep_lockfiles import MODEL_CLIENT, tmux_named_python
 
 from forge_tmux import sweep as core
 
@@ -26,26 +26,6 @@ from forge_tmux import sweep as core
 # as nobody, and a tmux client of the sweeping uid whose fds are unreadable is rightly waited for.
 USER_UID = 61000 + os.getpid() % 1000
 TMUX = shutil.which("tmux") or "tmux"
-
-# tmux 3.3a's client_get_lock(), paused between open() and flock() until it reads a line.
-MODEL_CLIENT = r"""
-import fcntl, os, sys
-path = sys.argv[1]
-fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o600)
-print("opened", flush=True)
-sys.stdin.readline()
-try:
-    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-except BlockingIOError:
-    fcntl.flock(fd, fcntl.LOCK_EX)
-    print("waited", flush=True)
-    sys.exit(0)
-try:
-    same = os.stat(path).st_ino == os.fstat(fd).st_ino
-except FileNotFoundError:
-    same = False
-print("locked" if same else "ghost", flush=True)
-"""
 
 
 @pytest.mark.parametrize(
@@ -189,10 +169,8 @@ def test_a_root_process_holding_the_users_lock_file_is_still_waited_for(
     # the user's own lock file (a client of the user's made it), which root's process then opens.
     os.close(os.open(lock, os.O_WRONLY | os.O_CREAT, 0o600))
     os.chown(lock, USER_UID, USER_UID)
-    as_tmux = os.path.join(tmux_env.root, "tmux")
-    os.symlink(sys.executable, as_tmux)  # the kernel names a process after its executable file
     client = subprocess.Popen(
-        [as_tmux, "-c", MODEL_CLIENT, lock],
+        [tmux_named_python(tmux_env.root), "-c", MODEL_CLIENT, lock],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,
@@ -228,7 +206,7 @@ def test_verbose_names_the_pid_and_the_reason_of_every_wait(tmux_env: TmuxEnv, c
     sock = tmux_env.path("s")
     make_stale_socket(sock)
     client = subprocess.Popen(
-        [sys.executable, "-c", MODEL_CLIENT, sock + ".lock"],
+        [tmux_named_python(tmux_env.root), "-c", MODEL_CLIENT, sock + ".lock"],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,

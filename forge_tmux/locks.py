@@ -391,15 +391,20 @@ class HeldLocks:
     """Lock fds whose file names we unlinked while holding their flock; see the module doc."""
 
     def __init__(self, directory: FileKey | None = None) -> None:
-        self.fds: list[int] = []
+        # Open until released, so an fd number here is never reused meanwhile: one lock file
+        # retired under several names (the sweep's batch lock) is held once.
+        self.fds: dict[int, None] = {}
         self.names: set[str] = set()
         self.directory = directory
         # One line per process that made a release wait (pid and reason), for --verbose.
         self.waits: list[str] = []
 
     def add(self, fd: int, name: str) -> None:
-        self.fds.append(fd)
+        self.fds[fd] = None
         self.names.add(name)
+
+    def holds(self, fd: int) -> bool:
+        return fd in self.fds
 
     def release(self, deadline: float) -> int:
         """Wait (until the monotonic `deadline` at the latest) until no other process can

@@ -82,8 +82,8 @@ def test_rebind_before_the_move_is_put_back(
     make_stale_socket(path)
     recheck = core._lock_and_recheck
 
-    def recheck_then_rebind(dir_fd, dir_path, name, st, run):  # type: ignore[no-untyped-def]
-        verdict = recheck(dir_fd, dir_path, name, st, run)
+    def recheck_then_rebind(dir_fd, dir_path, name, st, run, shared):  # type: ignore[no-untyped-def]
+        verdict = recheck(dir_fd, dir_path, name, st, run, shared)
         rebind(path, listeners)  # between the re-check under the lock and the move
         return verdict
 

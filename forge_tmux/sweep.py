@@ -31,7 +31,7 @@ import os
 import stat
 import time
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import NamedTuple
 
 from forge_tmux.locks import (
@@ -230,7 +230,7 @@ def _sweep_dir(dir_fd: int, dir_path: str, result: SweepResult, run: _Run) -> Di
         if name.endswith(LOCK_SUFFIX) and not _is_socket(dir_fd, name):
             lock_files.append(name)  # handled with its socket, or below when orphaned
             continue
-        path = os.path.join(dir_path, name)
+        path = _join(dir_path, name)
         probe, st = classify(
             dir_fd,
             dir_path,
@@ -256,13 +256,11 @@ def _sweep_dir(dir_fd: int, dir_path: str, result: SweepResult, run: _Run) -> Di
     if run.dry_run:
         return DirResult(dir_path, DirStatus.SWEPT, "")
     # In batches so that holding every lock of a batch at once stays within the fd limit.
-    size = _batch_size()
     dir_st = os.fstat(dir_fd)
     directory = (dir_st.st_dev, dir_st.st_ino)
-    for first in range(0, len(candidates), size):
+    for batch in _batches(candidates, present):
         held = HeldLocks(directory)
         try:
-            batch = candidates[first : first + size]
             result.sockets.extend(_remove_batch(dir_fd, dir_path, batch, held, run))
         finally:
             _release(held, result, run)
@@ -291,13 +289,41 @@ def _is_socket(dir_fd: int, name: str) -> bool:
         return False
 
 
-def _batch_size() -> int:
+def _join(dir_path: str, name: str) -> str:
+    """os.path.join for an absolute directory and a plain name, at a fraction of its cost."""
+    return f"{dir_path}/{name}" if dir_path != "/" else f"/{name}"
+
+
+def _batches(
+    candidates: list[tuple[str, os.stat_result]], present: set[str]
+) -> Iterator[list[tuple[str, os.stat_result]]]:
+    """Candidates in batches whose locks are all held at once. A missing lock file costs no
+    fd (the batch's own lock file is linked under its name); an existing one costs one, and
+    they must stay within the fd limit. Each batch costs one pass over /proc on release, so
+    batches are as large as that allows; a tmux client that wants one of these stale paths
+    waits at most one batch."""
+    most, own_fds = _batch_limits()
+    batch: list[tuple[str, os.stat_result]] = []
+    fds = 0
+    for candidate in candidates:
+        needs_fd = candidate[0] + LOCK_SUFFIX in present
+        if batch and (len(batch) >= most or fds + needs_fd > own_fds):
+            yield batch
+            batch, fds = [], 0
+        batch.append(candidate)
+        fds += needs_fd
+    if batch:
+        yield batch
+
+
+def _batch_limits() -> tuple[int, int]:
+    """(candidates, lock files with an fd of their own) per batch."""
     import resource  # noqa: PLC0415 - only when there is something to remove
 
     soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft == resource.RLIM_INFINITY:
-        return 1024
-    return max(16, min(1024, (soft - 64) // 2))
+        return 4096, 1024
+    return 4096, max(16, min(1024, (soft - 64) // 2))
 
 
 WOULD_REMOVE = "would remove"
@@ -411,7 +437,7 @@ def _lock_and_recheck(
 ) -> tuple[SocketResult | None, int, os.stat_result | None]:
     """Take the socket's tmux lock without blocking and re-check under it. Returns a verdict
     (and closes the lock) when the socket must be kept, else (None, lock fd, current stat)."""
-    path = os.path.join(dir_path, name)
+    path = _join(dir_path, name)
     lock_name = name + LOCK_SUFFIX
     lock_fd, problem = _open_tmux_lock(dir_fd, path, lock_name, run.euid, shared)
     if problem is not None:
@@ -554,7 +580,7 @@ def _quarantine_tag() -> str:
 
 def _quarantine(dir_fd: int, dir_path: str, name: str, quarantine: str) -> SocketResult | None:
     """Move `name` to `quarantine`; a result only when that failed."""
-    path = os.path.join(dir_path, name)
+    path = _join(dir_path, name)
     try:
         os.rename(name, quarantine, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
     except FileNotFoundError:
@@ -586,7 +612,7 @@ def _settle(
 ) -> list[SocketResult]:
     """Unlink the moved file if it is still the stale socket we judged, else put it back."""
     name, now, lock_fd, quarantine = candidate
-    path = os.path.join(dir_path, name)
+    path = _join(dir_path, name)
     retired = False
     try:
         keep = ""
@@ -638,7 +664,7 @@ def _retire_orphan_lock(
     or by a re-check that kept its socket. Retired only if it is tmux's (an empty regular file of
     ours) and we can take it, as tmux's server would, and released through `held`. Anything else
     named `*.lock` is someone else's file: left alone and reported as skipped."""
-    path = os.path.join(dir_path, lock_name)
+    path = _join(dir_path, lock_name)
     try:
         not_tmux = not_a_tmux_lock(os.lstat(lock_name, dir_fd=dir_fd))
     except OSError:

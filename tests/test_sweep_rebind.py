@@ -106,7 +106,7 @@ def test_rebind_before_the_move_is_put_back(
 def test_many_batches_leave_nothing_behind(
     tmux_env: TmuxEnv, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(core, "_batch_size", lambda: 7)
+    monkeypatch.setattr(core, "_batch_limits", lambda: (7, 7))
     for i in range(40):
         make_stale_socket(tmux_env.path(f"s{i:02d}"))
     result = core.sweep([tmux_env.sockdir])
@@ -143,3 +143,28 @@ def test_without_netlink_connect_decides_everything(
     listeners[0].setblocking(False)
     conn, _ = listeners[0].accept()  # connect() was what judged it live
     conn.close()
+
+
+def test_existing_lock_files_keep_a_batch_within_its_fd_budget(
+    tmux_env: TmuxEnv, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An existing lock file is held through its own fd: those split batches, missing ones do
+    not (the batch's own lock file is linked under their names)."""
+    monkeypatch.setattr(core, "_batch_limits", lambda: (100, 3))
+    sizes: list[int] = []
+    real = core._remove_batch
+
+    def counting(dir_fd, dir_path, batch, held, run):  # type: ignore[no-untyped-def]
+        sizes.append(len(batch))
+        return real(dir_fd, dir_path, batch, held, run)
+
+    monkeypatch.setattr(core, "_remove_batch", counting)
+    for i in range(10):
+        make_stale_socket(tmux_env.path(f"s{i}"))
+        if i < 7:
+            with open(tmux_env.path(f"s{i}.lock"), "w"):
+                pass
+    result = core.sweep([tmux_env.sockdir])
+    assert result.removed == 10
+    assert sizes == [3, 3, 4]
+    assert os.listdir(tmux_env.sockdir) == []

@@ -445,7 +445,8 @@ def _lock_and_recheck(
     verdict: SocketResult | None = None
     now: os.stat_result | None = None
     try:
-        fcntl.flock(lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        if lock_fd != shared.fd:  # the batch's lock file is held already
+            fcntl.flock(lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
         reason = "lock held: a tmux client is starting a server; kept"
         verdict = SocketResult(path, SocketState.SKIPPED, False, reason)

@@ -18,7 +18,7 @@ from collections.abc import Iterator
 
 import pytest
 from conftest import TmuxEnv, as_user, make_stale_socket, needs_root, needs_tmux, wait_for
-from test_sweep_lockfiles import MODEL_CLIENT, tmux_named_python
+from test_sweep_lockfiles import MODEL_CLIENT, start_model_client, tmux_named_python
 
 from forge_tmux import sweep as core
 
@@ -205,15 +205,8 @@ def test_verbose_names_the_pid_and_the_reason_of_every_wait(tmux_env: TmuxEnv, c
     """A wait is never silent with --verbose; without it, only the timeout's warning shows."""
     sock = tmux_env.path("s")
     make_stale_socket(sock)
-    client = subprocess.Popen(
-        [tmux_named_python(tmux_env.root), "-c", MODEL_CLIENT, sock + ".lock"],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
+    client = start_model_client(sock + ".lock")
     try:
-        assert client.stdout is not None
-        assert client.stdout.readline().strip() == "opened"
         result = cli("--verbose", "sweep", "--timeout", "0.3")
     finally:
         client.kill()

@@ -353,9 +353,12 @@ def _same_entry(dir_fd: int, name: str, before: os.stat_result) -> os.stat_resul
     return now
 
 
-def _unlink_lock_if_alone(dir_fd: int, lock_name: str, lock_fd: int, socket_name: str) -> bool:
+def _unlink_lock_if_alone(
+    dir_fd: int, lock_name: str, lock_fd: int, socket_name: str, ours: FileKey | None = None
+) -> bool:
     """Unlink the name of the lock file we hold, but only if it is still the file we locked and
     no socket is beside it (a socket beside it means a server is there; tmux removes it then).
+    `ours`: the file is the batch's own lock file (this identity), not a file found there.
     The caller keeps holding the lock: see forge_tmux.locks."""
     try:
         os.lstat(socket_name, dir_fd=dir_fd)
@@ -364,14 +367,16 @@ def _unlink_lock_if_alone(dir_fd: int, lock_name: str, lock_fd: int, socket_name
         pass
     except OSError:
         return False
-    held = os.fstat(lock_fd)
-    if held.st_size:
-        return False  # written to: not tmux's lock file (see not_a_tmux_lock)
+    if ours is None:
+        held = os.fstat(lock_fd)
+        if held.st_size:
+            return False  # written to: not tmux's lock file (see not_a_tmux_lock)
+        ours = (held.st_dev, held.st_ino)
     try:
         on_disk = os.lstat(lock_name, dir_fd=dir_fd)
     except OSError:
         return False
-    if (on_disk.st_dev, on_disk.st_ino) != (held.st_dev, held.st_ino):
+    if (on_disk.st_dev, on_disk.st_ino) != ours:
         return False
     try:
         os.unlink(lock_name, dir_fd=dir_fd)
@@ -393,19 +398,21 @@ class _BatchLock:
     requires (a name beside a socket we kept stays, an ordinary empty lock file afterwards).
     """
 
-    __slots__ = ("dir_fd", "fd", "name")
+    __slots__ = ("dir_fd", "fd", "key", "name")
 
     def __init__(self, dir_fd: int, tag: str) -> None:
         self.dir_fd = dir_fd
         self.name = tag + LOCK_SUFFIX
         self.fd = -1
+        self.key: FileKey | None = None
 
     def link(self, lock_name: str) -> int:
         """The batch lock's fd, now also at `lock_name`; FileExistsError if a file is there."""
         if self.fd < 0:
             fd = open_lock(self.dir_fd, self.name, create=True, exclusive=True)
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # a new, private file: never held
-            self.fd = fd
+            st = os.fstat(fd)
+            self.fd, self.key = fd, (st.st_dev, st.st_ino)
         os.link(
             self.name,
             lock_name,
@@ -643,10 +650,11 @@ def _settle(
         except OSError as exc:
             reason = f"could not remove: {exc.strerror or exc} (left as {quarantine})"
             return [SocketResult(path, SocketState.STALE, False, reason, failed=True)]
-        retired = _unlink_lock_if_alone(dir_fd, name + LOCK_SUFFIX, lock_fd, name)
+        batch_lock = shared.key if lock_fd == shared.fd else None
+        retired = _unlink_lock_if_alone(dir_fd, name + LOCK_SUFFIX, lock_fd, name, batch_lock)
         reason = "removed: no server listening (connection refused, re-checked under lock)"
         removed = [SocketResult(path, SocketState.STALE, True, reason)]
-        if not retired and os.fstat(lock_fd).st_size:
+        if not retired and batch_lock is None and os.fstat(lock_fd).st_size:
             # Not tmux's lock file, so kept; flocking it was harmless (a tmux client would too).
             kept = "named like a lock file but not empty: not tmux's; kept"
             removed.append(SocketResult(path + LOCK_SUFFIX, SocketState.SKIPPED, False, kept))

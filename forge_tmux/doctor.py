@@ -12,7 +12,7 @@ from forge_tmux import systemd_units, tmux
 from forge_tmux.config import Config, load
 from forge_tmux.errors import ConfigError
 from forge_tmux.paths import tmux_socket_dir
-from forge_tmux.sweep import DirStatus, open_socket_dir
+from forge_tmux.sockdir import DirStatus, open_socket_dir
 from forge_tmux.systemd_units import Mode
 
 

@@ -19,10 +19,11 @@ from enum import StrEnum
 
 from forge_tmux import __version__, tmux
 from forge_tmux.janitorstate import Labelled, exposition
+from forge_tmux.locks import LOCK_SUFFIX
 from forge_tmux.orphans import Orphan, OrphansUnknown, orphaned_servers
 from forge_tmux.paths import display
 from forge_tmux.probe import Probe, SocketState, classify, connect_path, probe_connect
-from forge_tmux.sweep import LOCK_SUFFIX, DirStatus, open_socket_dir
+from forge_tmux.sockdir import DirStatus, open_socket_dir
 
 
 class Health(StrEnum):

@@ -266,7 +266,7 @@ def _still_the_server(orphan: Orphan) -> str | None:
 def _socket_dir(orphan: Orphan, dry_run: bool) -> tuple[int | None, str]:
     """The orphan's directory under the sweep's safety rules. tmux's own `tmux-UID` directory,
     deleted with the socket, is created again (mode 0700) as a tmux client would."""
-    from forge_tmux.sweep import DirStatus, open_socket_dir  # noqa: PLC0415
+    from forge_tmux.sockdir import DirStatus, open_socket_dir  # noqa: PLC0415
 
     directory = os.path.dirname(orphan.path)
     fd, verdict = open_socket_dir(directory)
@@ -362,10 +362,8 @@ def _signal_under_lock(dir_fd: int, orphan: Orphan, timeout: float) -> Recovery:
     """
     import time  # noqa: PLC0415
 
-    from forge_tmux.locks import HeldLocks  # noqa: PLC0415
-
     # The sweep's own lock helpers: the same file, flags and ownership rule as its removals.
-    from forge_tmux.sweep import LOCK_SUFFIX, lock_is_ours, open_lock  # noqa: PLC0415
+    from forge_tmux.locks import LOCK_SUFFIX, HeldLocks, lock_is_ours, open_lock  # noqa: PLC0415
 
     lock_name = os.path.basename(orphan.path) + LOCK_SUFFIX
     try:
@@ -386,8 +384,9 @@ def _signal_under_lock(dir_fd: int, orphan: Orphan, timeout: float) -> Recovery:
         return result
     finally:
         if retired:
-            held = HeldLocks()
-            held.add(lock_fd)
+            dir_st = os.fstat(dir_fd)
+            held = HeldLocks((dir_st.st_dev, dir_st.st_ino))
+            held.add(lock_fd, lock_name)
             # Bounded like the sweep's own waits (2 s by default): only a client stalled between
             # its open() and its flock() for that long could still take the old file's lock.
             held.release(time.monotonic() + min(timeout, 2.0))  # closes it

@@ -86,39 +86,73 @@ def _proc_fd_works() -> bool:
     return _proc_fd
 
 
-def probe_connect(path: str, budget: Budget | None = None) -> Probe:
+def probe_connect(
+    path: str, budget: Budget | None = None, connector: "Connector | None" = None
+) -> Probe:
     """Classify the socket at `path` by connecting to it; no tmux, no side effect on the file."""
     if len(os.fsencode(path)) > SUN_PATH_MAX:
         return Probe(SocketState.UNKNOWN, "path longer than 107 bytes, cannot connect")
-    # Imported here, not at the top: `socket` builds its enums at import (~1.3 ms), and a sweep
-    # of an empty directory, the common case every 10 minutes, never needs it.
-    import select  # noqa: PLC0415
-    import socket  # noqa: PLC0415
+    if connector is not None:
+        return connector.probe(path, budget)
+    with Connector() as one:
+        return one.probe(path, budget)
 
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
-    try:
-        sock.setblocking(False)
-        code = sock.connect_ex(path)
-        if code == errno.EINPROGRESS:
-            wait = budget.remaining() if budget is not None else 0.0
-            _, writable, _ = select.select([], [sock], [], wait)
-            if not writable:
-                return Probe(SocketState.UNKNOWN, "connect timed out")
-            code = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
-        if code == 0:
-            return Probe(SocketState.LIVE, "server listening", _peer_pid(sock))
-        if code == errno.EAGAIN:
-            # The listen backlog is full: a server exists and is busy (or stopped).
-            return Probe(SocketState.LIVE, "server listening, backlog full")
-        if code == errno.ECONNREFUSED:
-            return Probe(SocketState.STALE, "no server listening (connection refused)")
-        if code == errno.ENOENT:
-            return Probe(SocketState.UNKNOWN, "vanished while probing")
-        return Probe(SocketState.UNKNOWN, f"connect failed: {os.strerror(code)}")
-    except OSError as exc:
-        return Probe(SocketState.UNKNOWN, f"connect failed: {exc.strerror or exc}")
-    finally:
-        sock.close()
+
+class Connector:
+    """One AF_UNIX socket reused for a run of connect()s: a connect that failed (refused, gone)
+    leaves it unconnected and reusable, so a sweep of thousands of stale sockets creates one
+    socket object instead of thousands. Replaced after a connect that succeeded or hung."""
+
+    def __init__(self) -> None:
+        self._sock: socket.socket | None = None
+
+    def __enter__(self) -> "Connector":
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if self._sock is not None:
+            self._sock.close()
+            self._sock = None
+
+    def probe(self, path: str, budget: Budget | None = None) -> Probe:
+        # Imported here, not at the top: `socket` builds its enums at import (~1.3 ms), and a
+        # sweep of an empty directory, the common case every 10 minutes, never needs it.
+        import socket  # noqa: PLC0415
+
+        if self._sock is None:
+            self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
+            self._sock.setblocking(False)
+        sock = self._sock
+        reusable = False
+        try:
+            code = sock.connect_ex(path)
+            if code == errno.EINPROGRESS:
+                import select  # noqa: PLC0415
+
+                wait = budget.remaining() if budget is not None else 0.0
+                _, writable, _ = select.select([], [sock], [], wait)
+                if not writable:
+                    return Probe(SocketState.UNKNOWN, "connect timed out")
+                code = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+            if code == 0:
+                return Probe(SocketState.LIVE, "server listening", _peer_pid(sock))
+            if code == errno.EAGAIN:
+                # The listen backlog is full: a server exists and is busy (or stopped).
+                return Probe(SocketState.LIVE, "server listening, backlog full")
+            reusable = code in (errno.ECONNREFUSED, errno.ENOENT)
+            if code == errno.ECONNREFUSED:
+                return Probe(SocketState.STALE, "no server listening (connection refused)")
+            if code == errno.ENOENT:
+                return Probe(SocketState.UNKNOWN, "vanished while probing")
+            return Probe(SocketState.UNKNOWN, f"connect failed: {os.strerror(code)}")
+        except OSError as exc:
+            return Probe(SocketState.UNKNOWN, f"connect failed: {exc.strerror or exc}")
+        finally:
+            if not reusable:
+                self.close()
 
 
 # sock_diag (netlink) constants from <linux/netlink.h>, <linux/sock_diag.h>, <linux/unix_diag.h>.
@@ -126,11 +160,20 @@ _NETLINK_SOCK_DIAG = 4
 _SOCK_DIAG_BY_FAMILY = 20
 _NLM_F_REQUEST_DUMP = 0x1 | 0x300
 _NLMSG_ERROR, _NLMSG_DONE = 2, 3
-_UDIAG_SHOW_VFS = 0x2
-_UNIX_DIAG_VFS = 1
+_UDIAG_SHOW_VFS, _UDIAG_SHOW_RQLEN = 0x2, 0x10
+_UNIX_DIAG_VFS, _UNIX_DIAG_RQLEN = 1, 4
 # Sockets bound to a file are CLOSE (bound, not yet listening) or LISTEN; connected ones are not
 # asked for (accepted sockets repeat their listener's file anyway).
-_BOUND_STATES = (1 << 7) | (1 << 10)
+_TCP_CLOSE, _TCP_LISTEN = 7, 10
+_BOUND_STATES = (1 << _TCP_CLOSE) | (1 << _TCP_LISTEN)
+
+
+class Bindings(NamedTuple):
+    """Files that unix sockets of this network namespace are bound to, as (st_dev, st_ino)."""
+
+    listening: frozenset[tuple[int, int]]
+    bound: frozenset[tuple[int, int]]  # listening, or bound and not listening yet
+    full: frozenset[tuple[int, int]] = frozenset()  # listening with a full backlog
 
 
 def bound_files() -> frozenset[tuple[int, int]] | None:
@@ -144,7 +187,15 @@ def bound_files() -> frozenset[tuple[int, int]] | None:
     without tmux's lock (a client that raced a lock file's removal, SIGUSR1 recreating a
     deleted socket) is never unlinked under its own feet.
     """
-    import socket  # noqa: PLC0415 - see probe_connect
+    found = unix_bindings()
+    return None if found is None else found.bound
+
+
+def unix_bindings() -> Bindings | None:
+    """One sock_diag dump: which files are bound, and which of them listen. None when netlink is
+    unavailable. It sees this network namespace only: a server in another one (a container
+    sharing the directory) is invisible here, which is why connect() stays the last check."""
+    import socket  # noqa: PLC0415 - see Connector.probe
     import struct  # noqa: PLC0415
 
     try:
@@ -153,7 +204,9 @@ def bound_files() -> frozenset[tuple[int, int]] | None:
         )
     except OSError:
         return None
-    found: set[tuple[int, int]] = set()
+    listening: set[tuple[int, int]] = set()
+    bound: set[tuple[int, int]] = set()
+    full: set[tuple[int, int]] = set()
     try:
         # struct unix_diag_req {u8 family, protocol; u16 pad; u32 states, ino, show, cookie[2];}
         req = struct.pack(
@@ -163,7 +216,7 @@ def bound_files() -> frozenset[tuple[int, int]] | None:
             0,
             _BOUND_STATES,
             0,
-            _UDIAG_SHOW_VFS,
+            _UDIAG_SHOW_VFS | _UDIAG_SHOW_RQLEN,
             ~0 & 0xFFFFFFFF,
             ~0 & 0xFFFFFFFF,
         )
@@ -179,11 +232,14 @@ def bound_files() -> frozenset[tuple[int, int]] | None:
             while offset + 16 <= len(data):
                 length, kind = struct.unpack_from("=IH", data, offset)
                 if kind == _NLMSG_DONE:
-                    return frozenset(found)
-                if kind == _NLMSG_ERROR or length < 16:
+                    return Bindings(frozenset(listening), frozenset(bound), frozenset(full))
+                if kind == _NLMSG_ERROR or length < 16 or offset + 20 > len(data):
                     return None
+                # struct unix_diag_msg {u8 family, type, state, pad; u32 ino, cookie[2];}
+                state = data[offset + 18]
                 # Attributes follow struct unix_diag_msg (16 bytes) after the 16-byte header.
                 attr, end = offset + 32, min(offset + length, len(data))
+                key, backlog_full = None, False
                 while attr + 4 <= end:
                     attr_len, attr_type = struct.unpack_from("=HH", data, attr)
                     if attr_len < 4:
@@ -191,8 +247,18 @@ def bound_files() -> frozenset[tuple[int, int]] | None:
                     if attr_type == _UNIX_DIAG_VFS and attr + 12 <= end:
                         ino, kdev = struct.unpack_from("=II", data, attr + 4)
                         # The kernel reports its internal dev_t: major << 20 | minor.
-                        found.add((os.makedev(kdev >> 20, kdev & 0xFFFFF), ino))
+                        key = (os.makedev(kdev >> 20, kdev & 0xFFFFF), ino)
+                    elif attr_type == _UNIX_DIAG_RQLEN and attr + 12 <= end:
+                        # A listener: queued connections, and its backlog (EAGAIN beyond it).
+                        queued, backlog = struct.unpack_from("=II", data, attr + 4)
+                        backlog_full = queued > backlog
                     attr += (attr_len + 3) & ~3
+                if key is not None:
+                    bound.add(key)
+                    if state == _TCP_LISTEN:
+                        listening.add(key)
+                        if backlog_full:
+                            full.add(key)
                 offset += (length + 3) & ~3
     except (OSError, struct.error):
         return None  # unavailable or malformed: the caller falls back on the other checks
@@ -223,9 +289,18 @@ def precheck(st: os.stat_result, euid: int) -> Probe | None:
 
 
 def classify(
-    dir_fd: int | None, dir_path: str, name: str, budget: Budget | None = None
+    dir_fd: int | None,
+    dir_path: str,
+    name: str,
+    budget: Budget | None = None,
+    *,
+    euid: int | None = None,
+    bindings: Bindings | None = None,
+    connector: Connector | None = None,
 ) -> tuple[Probe, os.stat_result | None]:
-    """Classify one directory entry: lstat (never following), the rules, then connect.
+    """Classify one directory entry: lstat (never following), the rules, then the kernel's
+    `bindings` when given (a listening file is live without a connect; an unbound one is stale
+    pending the caller's connect under tmux's lock), else connect.
 
     Returns the stat it judged, so a caller about to act can prove the entry did not change.
     """
@@ -239,13 +314,22 @@ def classify(
         return Probe(SocketState.UNKNOWN, "vanished while probing"), None
     except OSError as exc:
         return Probe(SocketState.UNKNOWN, f"cannot stat: {exc.strerror or exc}"), None
-    verdict = precheck(st, os.geteuid())
+    verdict = precheck(st, os.geteuid() if euid is None else euid)
     if verdict is not None:
         return verdict, st
+    if bindings is not None:
+        key = (st.st_dev, st.st_ino)
+        if key in bindings.full:
+            return Probe(SocketState.LIVE, "server listening, backlog full"), st
+        if key in bindings.listening:
+            return Probe(SocketState.LIVE, "server listening"), st
+        if key not in bindings.bound:
+            return Probe(SocketState.STALE, "no socket bound to it (kernel)"), st
+        # Bound, not listening yet: a server between bind() and listen(); connect() tells.
     target = connect_path(dir_fd, dir_path, name)
     if target is None:
         return Probe(SocketState.UNKNOWN, "path longer than 107 bytes, cannot connect"), st
-    return probe_connect(target, budget), st
+    return probe_connect(target, budget, connector), st
 
 
 def probe_path(path: str, budget: Budget | None = None) -> Probe:

@@ -1,9 +1,9 @@
 """The janitor: remove stale tmux sockets, provably nothing else, race-free against tmux.
 
 Safety rules, in the order they are applied:
-- A directory is opened with O_NOFOLLOW and must be a real directory owned by us with no group or
-  other permission bits; otherwise nothing in it is touched. (tmux itself only rejects "other"
-  bits; a directory other group members can enter is not one we delete from.)
+- A directory is acted in only if it passes the socket-directory rule (forge_tmux.sockdir: a real
+  directory, opened with O_NOFOLLOW, owned by us, no group or other permission bits); otherwise
+  nothing in it is touched.
 - Every entry is judged relative to that directory descriptor, never through a path that a
   symlink could redirect; only sockets owned by the effective uid are candidates.
 - A candidate is removed only under tmux's own lock `<socket>.lock` (taken without blocking: a
@@ -17,42 +17,57 @@ Safety rules, in the order they are applied:
 - Lock files are removed only while we hold them and only when no socket is beside them, and
   the lock is released only once no tmux client can take it without waiting first
   (forge_tmux.locks explains why); so the sweep leaves no debris behind.
+- A file named `*.lock` is tmux's only if it is an empty regular file of ours: tmux creates its
+  lock files empty and never writes to them. Anything else (a pidfile, notes, a fifo, another
+  user's file) is never deleted and is reported as skipped; a `*.lock` that is not a regular file
+  is not even opened (opening a device or a fifo can have effects of its own).
+- A stale socket we could not remove (the lock file cannot be created: an immutable directory, a
+  read-only mount) is a failure of the run (exit 1), never a silent "unknown".
 """
 
+import contextlib
 import fcntl
 import os
 import stat
 import time
 from collections import deque
-from collections.abc import Iterable
-from enum import StrEnum
+from collections.abc import Iterable, Iterator
 from typing import NamedTuple
 
-from forge_tmux.locks import FileKey, HeldLocks, lock_table
+from forge_tmux.locks import (
+    LOCK_SUFFIX,
+    FileKey,
+    HeldLocks,
+    lock_is_ours,
+    lock_table,
+    not_a_tmux_lock,
+    open_lock,
+)
 from forge_tmux.paths import display
 from forge_tmux.probe import (
+    Bindings,
     Budget,
+    Connector,
     Probe,
     SocketState,
     bound_files,
     classify,
     connect_path,
-    probe_connect,
+    unix_bindings,
 )
+from forge_tmux.sockdir import DirResult, DirStatus, open_socket_dir
 
-LOCK_SUFFIX = ".lock"
-
-
-class DirStatus(StrEnum):
-    SWEPT = "swept"
-    MISSING = "missing"
-    REFUSED = "refused"
-
-
-class DirResult(NamedTuple):
-    path: str
-    status: DirStatus
-    reason: str
+# DirResult and DirStatus (from sockdir) are part of SweepResult's interface: exported here too.
+__all__ = [
+    "WOULD_REMOVE",
+    "DirResult",
+    "DirStatus",
+    "SocketResult",
+    "SweepResult",
+    "log_events",
+    "render_human",
+    "sweep",
+]
 
 
 class SocketResult(NamedTuple):
@@ -67,7 +82,14 @@ class SweepResult:
     """What a sweep found and did. A plain class: it is filled in as the sweep goes (and a
     dataclass would cost start-up time on the hot path, see config.py)."""
 
-    __slots__ = ("dirs", "duration_ms", "lock_waits_timed_out", "locks_removed", "sockets")
+    __slots__ = (
+        "dirs",
+        "duration_ms",
+        "lock_waits",
+        "lock_waits_timed_out",
+        "locks_removed",
+        "sockets",
+    )
 
     def __init__(self) -> None:
         self.dirs: list[DirResult] = []
@@ -75,6 +97,8 @@ class SweepResult:
         self.locks_removed = 0
         # Processes that still had a retired lock file open, not waiting on it, at --timeout.
         self.lock_waits_timed_out = 0
+        # Why a release of retired lock files had to wait, one line per process (--verbose).
+        self.lock_waits: list[str] = []
         self.duration_ms = 0.0
 
     @property
@@ -121,35 +145,6 @@ class SweepResult:
         }
 
 
-def open_socket_dir(path: str) -> tuple[int | None, DirResult]:
-    """Open a socket directory if it is safe to act in; the fd is None when it is not."""
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
-    except FileNotFoundError:
-        return None, DirResult(path, DirStatus.MISSING, "does not exist")
-    except OSError as exc:
-        if os.path.islink(path):
-            return None, DirResult(path, DirStatus.REFUSED, "is a symlink, never followed")
-        return None, DirResult(path, DirStatus.REFUSED, f"cannot open: {exc.strerror or exc}")
-    st = os.fstat(fd)
-    problem = unsafe_dir_reason(st, os.geteuid())
-    if problem:
-        os.close(fd)
-        return None, DirResult(path, DirStatus.REFUSED, problem)
-    return fd, DirResult(path, DirStatus.SWEPT, "")
-
-
-def unsafe_dir_reason(st: os.stat_result, euid: int) -> str:
-    """Why a directory is not ours to clean, or "" when it is."""
-    if not stat.S_ISDIR(st.st_mode):
-        return "not a directory"
-    if st.st_uid != euid:
-        return f"owned by uid {st.st_uid}, not ours"
-    if st.st_mode & 0o077:
-        return f"unsafe permissions {stat.S_IMODE(st.st_mode):04o} (group/other bits set)"
-    return ""
-
-
 def sweep(
     dirs: Iterable[str],
     *,
@@ -166,20 +161,23 @@ def sweep(
     result = SweepResult()
     run = _Run(Budget(timeout), timeout, dry_run, frozenset(protected))
     seen: set[str] = set()
-    for path in dirs:
-        real = os.path.abspath(path)
-        if real in seen:
-            continue
-        seen.add(real)
-        fd, dir_result = open_socket_dir(real)
-        if fd is None:
+    try:
+        for path in dirs:
+            real = os.path.abspath(path)
+            if real in seen:
+                continue
+            seen.add(real)
+            fd, dir_result = open_socket_dir(real)
+            if fd is None:
+                result.dirs.append(dir_result)
+                continue
+            try:
+                dir_result = _sweep_dir(fd, real, result, run)
+            finally:
+                os.close(fd)
             result.dirs.append(dir_result)
-            continue
-        try:
-            dir_result = _sweep_dir(fd, real, result, run)
-        finally:
-            os.close(fd)
-        result.dirs.append(dir_result)
+    finally:
+        run.connector.close()
     result.duration_ms = (time.perf_counter() - started) * 1000
     return result
 
@@ -187,7 +185,15 @@ def sweep(
 class _Run:
     """The settings of one sweep, and its one deadline for waiting on tmux clients."""
 
-    __slots__ = ("_release_by", "budget", "dry_run", "protected", "timeout")
+    __slots__ = (
+        "_release_by",
+        "budget",
+        "connector",
+        "dry_run",
+        "euid",
+        "protected",
+        "timeout",
+    )
 
     def __init__(
         self, budget: Budget, timeout: float, dry_run: bool, protected: frozenset[str]
@@ -196,6 +202,8 @@ class _Run:
         self.timeout = timeout
         self.dry_run = dry_run
         self.protected = protected
+        self.euid = os.geteuid()
+        self.connector = Connector()  # one AF_UNIX socket for all the run's connects
         self._release_by: float | None = None
 
     def release_deadline(self) -> float:
@@ -214,12 +222,24 @@ def _sweep_dir(dir_fd: int, dir_path: str, result: SweepResult, run: _Run) -> Di
     lock_files: list[str] = []
     candidates: list[tuple[str, os.stat_result]] = []
     held_locks: set[FileKey] | None = None
+    # One sock_diag dump classifies the directory: listening files are live without a connect,
+    # unbound ones are candidates whose connect comes under tmux's lock (the check that also
+    # sees servers of other network namespaces). A dry run connects, to report what it will do.
+    bindings: Bindings | None = None if run.dry_run or not names else unix_bindings()
     for name in names:
         if name.endswith(LOCK_SUFFIX) and not _is_socket(dir_fd, name):
             lock_files.append(name)  # handled with its socket, or below when orphaned
             continue
-        path = os.path.join(dir_path, name)
-        probe, st = classify(dir_fd, dir_path, name, run.budget)
+        path = _join(dir_path, name)
+        probe, st = classify(
+            dir_fd,
+            dir_path,
+            name,
+            run.budget,
+            euid=run.euid,
+            bindings=bindings,
+            connector=run.connector,
+        )
         if st is None:
             continue  # gone between listing and looking: nothing to report
         if probe.state is not SocketState.STALE:
@@ -236,22 +256,30 @@ def _sweep_dir(dir_fd: int, dir_path: str, result: SweepResult, run: _Run) -> Di
     if run.dry_run:
         return DirResult(dir_path, DirStatus.SWEPT, "")
     # In batches so that holding every lock of a batch at once stays within the fd limit.
-    size = _batch_size()
-    for first in range(0, len(candidates), size):
-        held = HeldLocks()
+    dir_st = os.fstat(dir_fd)
+    directory = (dir_st.st_dev, dir_st.st_ino)
+    for batch in _batches(candidates, present):
+        held = HeldLocks(directory)
         try:
-            batch = candidates[first : first + size]
-            result.sockets.extend(_remove_batch(dir_fd, dir_path, batch, held))
+            result.sockets.extend(_remove_batch(dir_fd, dir_path, batch, held, run))
         finally:
-            result.lock_waits_timed_out += held.release(run.release_deadline())
+            _release(held, result, run)
     orphans = [n for n in lock_files if n[: -len(LOCK_SUFFIX)] not in present]
-    held = HeldLocks()
+    held = HeldLocks(directory)
     try:
         for name in orphans:
-            result.locks_removed += _retire_orphan_lock(dir_fd, name, held)
+            retired, kept = _retire_orphan_lock(dir_fd, dir_path, name, held)
+            result.locks_removed += retired
+            if kept is not None:
+                result.sockets.append(kept)
     finally:
-        result.lock_waits_timed_out += held.release(run.release_deadline())
+        _release(held, result, run)
     return DirResult(dir_path, DirStatus.SWEPT, "")
+
+
+def _release(held: HeldLocks, result: SweepResult, run: _Run) -> None:
+    result.lock_waits_timed_out += held.release(run.release_deadline())
+    result.lock_waits.extend(held.waits)
 
 
 def _is_socket(dir_fd: int, name: str) -> bool:
@@ -261,13 +289,41 @@ def _is_socket(dir_fd: int, name: str) -> bool:
         return False
 
 
-def _batch_size() -> int:
+def _join(dir_path: str, name: str) -> str:
+    """os.path.join for an absolute directory and a plain name, at a fraction of its cost."""
+    return f"{dir_path}/{name}" if dir_path != "/" else f"/{name}"
+
+
+def _batches(
+    candidates: list[tuple[str, os.stat_result]], present: set[str]
+) -> Iterator[list[tuple[str, os.stat_result]]]:
+    """Candidates in batches whose locks are all held at once. A missing lock file costs no
+    fd (the batch's own lock file is linked under its name); an existing one costs one, and
+    they must stay within the fd limit. Each batch costs one pass over /proc on release, so
+    batches are as large as that allows; a tmux client that wants one of these stale paths
+    waits at most one batch."""
+    most, own_fds = _batch_limits()
+    batch: list[tuple[str, os.stat_result]] = []
+    fds = 0
+    for candidate in candidates:
+        needs_fd = candidate[0] + LOCK_SUFFIX in present
+        if batch and (len(batch) >= most or fds + needs_fd > own_fds):
+            yield batch
+            batch, fds = [], 0
+        batch.append(candidate)
+        fds += needs_fd
+    if batch:
+        yield batch
+
+
+def _batch_limits() -> tuple[int, int]:
+    """(candidates, lock files with an fd of their own) per batch."""
     import resource  # noqa: PLC0415 - only when there is something to remove
 
     soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft == resource.RLIM_INFINITY:
-        return 1024
-    return max(16, min(1024, (soft - 64) // 2))
+        return 4096, 1024
+    return 4096, max(16, min(1024, (soft - 64) // 2))
 
 
 WOULD_REMOVE = "would remove"
@@ -287,18 +343,6 @@ def _dry_run_verdict(
     return SocketResult(path, SocketState.STALE, False, f"{WOULD_REMOVE}: {probe.reason}")
 
 
-def open_lock(dir_fd: int, lock_name: str, create: bool) -> int:
-    flags = os.O_WRONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK
-    if create:
-        flags |= os.O_CREAT
-    return os.open(lock_name, flags, 0o600, dir_fd=dir_fd)
-
-
-def lock_is_ours(lock_fd: int) -> bool:
-    st = os.fstat(lock_fd)
-    return stat.S_ISREG(st.st_mode) and st.st_uid == os.geteuid()
-
-
 def _same_entry(dir_fd: int, name: str, before: os.stat_result) -> os.stat_result | None:
     try:
         now = os.lstat(name, dir_fd=dir_fd)
@@ -309,9 +353,12 @@ def _same_entry(dir_fd: int, name: str, before: os.stat_result) -> os.stat_resul
     return now
 
 
-def _unlink_lock_if_alone(dir_fd: int, lock_name: str, lock_fd: int, socket_name: str) -> bool:
+def _unlink_lock_if_alone(
+    dir_fd: int, lock_name: str, lock_fd: int, socket_name: str, ours: FileKey | None = None
+) -> bool:
     """Unlink the name of the lock file we hold, but only if it is still the file we locked and
     no socket is beside it (a socket beside it means a server is there; tmux removes it then).
+    `ours`: the file is the batch's own lock file (this identity), not a file found there.
     The caller keeps holding the lock: see forge_tmux.locks."""
     try:
         os.lstat(socket_name, dir_fd=dir_fd)
@@ -320,12 +367,16 @@ def _unlink_lock_if_alone(dir_fd: int, lock_name: str, lock_fd: int, socket_name
         pass
     except OSError:
         return False
-    held = os.fstat(lock_fd)
+    if ours is None:
+        held = os.fstat(lock_fd)
+        if held.st_size:
+            return False  # written to: not tmux's lock file (see not_a_tmux_lock)
+        ours = (held.st_dev, held.st_ino)
     try:
         on_disk = os.lstat(lock_name, dir_fd=dir_fd)
     except OSError:
         return False
-    if (on_disk.st_dev, on_disk.st_ino) != (held.st_dev, held.st_ino):
+    if (on_disk.st_dev, on_disk.st_ino) != ours:
         return False
     try:
         os.unlink(lock_name, dir_fd=dir_fd)
@@ -334,45 +385,134 @@ def _unlink_lock_if_alone(dir_fd: int, lock_name: str, lock_fd: int, socket_name
     return True
 
 
+class _BatchLock:
+    """One fresh lock file per batch, locked once and hard-linked under the name of every
+    candidate's missing lock file.
+
+    Creating an inode is what costs on a disk file system (a thousand fresh lock files took 6x
+    longer on ext4 than on tmpfs; a link() costs the same on both). Sharing the inode changes
+    nothing for a tmux client: it opens `<socket>.lock`, finds the flock held, waits, and starts
+    over by path once we release, exactly as with a file of its own. It only makes the batch's
+    sockets share one lock while we hold it, which we do for all of them anyway. The private
+    name is unlinked before the release; so a retired file has no name left, as locks.py
+    requires (a name beside a socket we kept stays, an ordinary empty lock file afterwards).
+    """
+
+    __slots__ = ("dir_fd", "fd", "key", "name")
+
+    def __init__(self, dir_fd: int, tag: str) -> None:
+        self.dir_fd = dir_fd
+        self.name = tag + LOCK_SUFFIX
+        self.fd = -1
+        self.key: FileKey | None = None
+
+    def link(self, lock_name: str) -> int:
+        """The batch lock's fd, now also at `lock_name`; FileExistsError if a file is there."""
+        if self.fd < 0:
+            fd = open_lock(self.dir_fd, self.name, create=True, exclusive=True)
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # a new, private file: never held
+            st = os.fstat(fd)
+            self.fd, self.key = fd, (st.st_dev, st.st_ino)
+        os.link(
+            self.name,
+            lock_name,
+            src_dir_fd=self.dir_fd,
+            dst_dir_fd=self.dir_fd,
+            follow_symlinks=False,
+        )
+        return self.fd
+
+    def close(self, fd: int) -> None:
+        """Close a candidate's lock fd, unless it is the batch's (closed by `finish`)."""
+        if fd != self.fd:
+            os.close(fd)
+
+    def finish(self, held: HeldLocks) -> None:
+        """Unlink the private name; close the fd unless `held` now releases it."""
+        if self.fd < 0:
+            return
+        # If that fails, it is an empty lock file of ours: the next sweep retires it.
+        with contextlib.suppress(OSError):
+            os.unlink(self.name, dir_fd=self.dir_fd)
+        if not held.holds(self.fd):
+            os.close(self.fd)
+        self.fd = -1
+
+
 def _lock_and_recheck(
-    dir_fd: int, dir_path: str, name: str, st: os.stat_result
+    dir_fd: int, dir_path: str, name: str, st: os.stat_result, run: _Run, shared: _BatchLock
 ) -> tuple[SocketResult | None, int, os.stat_result | None]:
     """Take the socket's tmux lock without blocking and re-check under it. Returns a verdict
     (and closes the lock) when the socket must be kept, else (None, lock fd, current stat)."""
-    path = os.path.join(dir_path, name)
+    path = _join(dir_path, name)
     lock_name = name + LOCK_SUFFIX
-    try:
-        lock_fd = open_lock(dir_fd, lock_name, create=True)
-    except OSError as exc:
-        reason = f"cannot open lock file {lock_name}: {exc.strerror or exc}; kept"
-        return SocketResult(path, SocketState.UNKNOWN, False, reason), -1, None
+    lock_fd, problem = _open_tmux_lock(dir_fd, path, lock_name, run.euid, shared)
+    if problem is not None:
+        return problem, -1, None
     verdict: SocketResult | None = None
     now: os.stat_result | None = None
-    if not lock_is_ours(lock_fd):
-        verdict = SocketResult(path, SocketState.SKIPPED, False, "lock file is not ours; kept")
-    else:
-        try:
+    try:
+        if lock_fd != shared.fd:  # the batch's lock file is held already
             fcntl.flock(lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            reason = "lock held: a tmux client is starting a server; kept"
-            verdict = SocketResult(path, SocketState.SKIPPED, False, reason)
+    except BlockingIOError:
+        reason = "lock held: a tmux client is starting a server; kept"
+        verdict = SocketResult(path, SocketState.SKIPPED, False, reason)
     if verdict is None:
         # Under the lock no tmux client can start a server on this path: re-check everything.
+        # connect() stays here, the last check before the move: sock_diag sees only our network
+        # namespace, a connect reaches a server in any.
         now = _same_entry(dir_fd, name, st)
-        if now is None or not stat.S_ISSOCK(now.st_mode) or now.st_uid != os.geteuid():
+        if now is None or not stat.S_ISSOCK(now.st_mode) or now.st_uid != run.euid:
             verdict = SocketResult(path, SocketState.UNKNOWN, False, "changed while locking; kept")
         else:
             target = connect_path(dir_fd, dir_path, name)
             again: Probe = (
-                probe_connect(target) if target else Probe(SocketState.UNKNOWN, "path too long")
+                run.connector.probe(target)
+                if target
+                else Probe(SocketState.UNKNOWN, "path too long")
             )
             if again.state is not SocketState.STALE:
                 reason = f"re-check under lock: {again.reason}"
                 verdict = SocketResult(path, again.state, False, reason)
     if verdict is not None:
-        os.close(lock_fd)
+        shared.close(lock_fd)
         return verdict, -1, None
     return None, lock_fd, now
+
+
+def _open_tmux_lock(
+    dir_fd: int, path: str, lock_name: str, euid: int, shared: _BatchLock
+) -> tuple[int, SocketResult | None]:
+    """Open (creating it if need be) the lock file beside a candidate: its fd, or -1 and why the
+    socket at `path` is kept. Usually there is none (tmux's server removes it once it listens),
+    and then the batch's own lock file, already locked, is linked under that name: one link(),
+    no new inode (see _BatchLock)."""
+    try:
+        return shared.link(lock_name), None
+    except FileExistsError:
+        pass
+    except OSError as exc:
+        return -1, _cannot_open(path, lock_name, exc)
+    try:
+        existing = os.lstat(lock_name, dir_fd=dir_fd)
+        if not stat.S_ISREG(existing.st_mode):
+            # Never opened: opening a device or a fifo can have effects of its own.
+            reason = f"{lock_name} is not a regular file; kept"
+            return -1, SocketResult(path, SocketState.SKIPPED, False, reason)
+        lock_fd = open_lock(dir_fd, lock_name, create=True)
+    except OSError as exc:
+        return -1, _cannot_open(path, lock_name, exc)
+    if not lock_is_ours(lock_fd, euid):
+        os.close(lock_fd)
+        return -1, SocketResult(path, SocketState.SKIPPED, False, "lock file is not ours; kept")
+    return lock_fd, None
+
+
+def _cannot_open(path: str, lock_name: str, exc: OSError) -> SocketResult:
+    """A stale socket stays (an immutable directory, a read-only mount): that is a failure of
+    the sweep, not a judgement; the timer must not report success."""
+    reason = f"cannot open lock file {lock_name}: {exc.strerror or exc}; kept"
+    return SocketResult(path, SocketState.STALE, False, reason, failed=True)
 
 
 QUARANTINE_PREFIX = ".forge-tmux-sweep-"
@@ -386,7 +526,11 @@ class _Candidate(NamedTuple):
 
 
 def _remove_batch(
-    dir_fd: int, dir_path: str, batch: list[tuple[str, os.stat_result]], held: HeldLocks
+    dir_fd: int,
+    dir_path: str,
+    batch: list[tuple[str, os.stat_result]],
+    held: HeldLocks,
+    run: _Run,
 ) -> list[SocketResult]:
     """Lock and re-check every candidate of the batch, move each out of the way, ask the kernel
     once which files are bound, then unlink what is still the stale file. Retired lock files go
@@ -401,22 +545,23 @@ def _remove_batch(
     """
     results: list[SocketResult] = []
     pending: deque[_Candidate] = deque()
+    tag = _quarantine_tag()
+    shared = _BatchLock(dir_fd, tag)
     try:
         for name, st in batch:
-            verdict, lock_fd, now = _lock_and_recheck(dir_fd, dir_path, name, st)
+            verdict, lock_fd, now = _lock_and_recheck(dir_fd, dir_path, name, st, run, shared)
             if verdict is not None:
                 results.append(verdict)
             elif now is not None:
                 pending.append(_Candidate(name, now, lock_fd))
         moved: deque[_Candidate] = deque()
-        tag = _quarantine_tag()
         while pending:
             candidate = pending.popleft()
             quarantine = f"{tag}-{len(moved)}"
             failure = _quarantine(dir_fd, dir_path, candidate.name, quarantine)
             if failure is not None:
                 results.append(failure)
-                os.close(candidate.lock_fd)
+                shared.close(candidate.lock_fd)
             else:
                 moved.append(candidate._replace(quarantine=quarantine))
         pending = moved
@@ -424,25 +569,26 @@ def _remove_batch(
         # knows whether any socket is bound to these very files.
         bound = bound_files() if pending else None
         while pending:
-            results.append(_settle(dir_fd, dir_path, pending.popleft(), bound, held))
+            candidate = pending.popleft()
+            results.extend(_settle(dir_fd, dir_path, candidate, bound, held, run, shared))
     finally:
         for candidate in pending:  # only on an exception: put back what was moved
             if candidate.quarantine:
                 _restore(dir_fd, candidate.quarantine, candidate.name)
-            os.close(candidate.lock_fd)
+            shared.close(candidate.lock_fd)
+        shared.finish(held)
     return results
 
 
 def _quarantine_tag() -> str:
     """A private name prefix for one batch: nobody else can guess it (rename() replaces)."""
-    import secrets  # noqa: PLC0415 - only when there is something to remove
-
-    return f"{QUARANTINE_PREFIX}{os.getpid()}-{secrets.token_hex(8)}"
+    # os.urandom, not `secrets`: same kernel randomness, without importing hashlib and hmac.
+    return f"{QUARANTINE_PREFIX}{os.getpid()}-{os.urandom(8).hex()}"
 
 
 def _quarantine(dir_fd: int, dir_path: str, name: str, quarantine: str) -> SocketResult | None:
     """Move `name` to `quarantine`; a result only when that failed."""
-    path = os.path.join(dir_path, name)
+    path = _join(dir_path, name)
     try:
         os.rename(name, quarantine, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
     except FileNotFoundError:
@@ -469,17 +615,19 @@ def _settle(
     candidate: _Candidate,
     bound: frozenset[FileKey] | None,
     held: HeldLocks,
-) -> SocketResult:
+    run: _Run,
+    shared: _BatchLock,
+) -> list[SocketResult]:
     """Unlink the moved file if it is still the stale socket we judged, else put it back."""
     name, now, lock_fd, quarantine = candidate
-    path = os.path.join(dir_path, name)
+    path = _join(dir_path, name)
     retired = False
     try:
         keep = ""
         try:
             moved = os.lstat(quarantine, dir_fd=dir_fd)
         except OSError:
-            return SocketResult(path, SocketState.STALE, False, "vanished before removal")
+            return [SocketResult(path, SocketState.STALE, False, "vanished before removal")]
         if (moved.st_dev, moved.st_ino) != (now.st_dev, now.st_ino) or not stat.S_ISSOCK(
             moved.st_mode
         ):
@@ -490,50 +638,66 @@ def _settle(
                 keep = "a server is bound to it (starting, or re-bound on SIGUSR1); kept"
         else:
             target = connect_path(dir_fd, dir_path, quarantine)
-            if target is None or probe_connect(target).state is not SocketState.STALE:
+            if target is None or run.connector.probe(target).state is not SocketState.STALE:
                 keep = "a server answers on it (re-bound while being removed); kept"
         if keep:
             if _restore(dir_fd, quarantine, name):
-                return SocketResult(path, SocketState.SKIPPED, False, keep)
+                return [SocketResult(path, SocketState.SKIPPED, False, keep)]
             lost = f"{keep}, but it could not be put back: it is now {quarantine}"
-            return SocketResult(path, SocketState.SKIPPED, False, lost, failed=True)
+            return [SocketResult(path, SocketState.SKIPPED, False, lost, failed=True)]
         try:
             os.unlink(quarantine, dir_fd=dir_fd)
         except OSError as exc:
             reason = f"could not remove: {exc.strerror or exc} (left as {quarantine})"
-            return SocketResult(path, SocketState.STALE, False, reason, failed=True)
-        retired = _unlink_lock_if_alone(dir_fd, name + LOCK_SUFFIX, lock_fd, name)
+            return [SocketResult(path, SocketState.STALE, False, reason, failed=True)]
+        batch_lock = shared.key if lock_fd == shared.fd else None
+        retired = _unlink_lock_if_alone(dir_fd, name + LOCK_SUFFIX, lock_fd, name, batch_lock)
         reason = "removed: no server listening (connection refused, re-checked under lock)"
-        return SocketResult(path, SocketState.STALE, True, reason)
+        removed = [SocketResult(path, SocketState.STALE, True, reason)]
+        if not retired and batch_lock is None and os.fstat(lock_fd).st_size:
+            # Not tmux's lock file, so kept; flocking it was harmless (a tmux client would too).
+            kept = "named like a lock file but not empty: not tmux's; kept"
+            removed.append(SocketResult(path + LOCK_SUFFIX, SocketState.SKIPPED, False, kept))
+        return removed
     finally:
         if retired:
-            held.add(lock_fd)
+            held.add(lock_fd, name + LOCK_SUFFIX)
         else:
-            os.close(lock_fd)
+            shared.close(lock_fd)
 
 
-def _retire_orphan_lock(dir_fd: int, lock_name: str, held: HeldLocks) -> int:
+def _retire_orphan_lock(
+    dir_fd: int, dir_path: str, lock_name: str, held: HeldLocks
+) -> tuple[int, SocketResult | None]:
     """A lock file with no socket beside it: left by a client that died while starting a server
-    or by a re-check that kept its socket. Retired only if we can take it, as tmux's server
-    would, and released through `held`."""
+    or by a re-check that kept its socket. Retired only if it is tmux's (an empty regular file of
+    ours) and we can take it, as tmux's server would, and released through `held`. Anything else
+    named `*.lock` is someone else's file: left alone and reported as skipped."""
+    path = _join(dir_path, lock_name)
+    try:
+        not_tmux = not_a_tmux_lock(os.lstat(lock_name, dir_fd=dir_fd))
+    except OSError:
+        return 0, None  # gone
+    if not_tmux:
+        return 0, SocketResult(path, SocketState.SKIPPED, False, f"{not_tmux}; kept")
     try:
         lock_fd = open_lock(dir_fd, lock_name, create=False)
     except OSError:
-        return 0  # a symlink (ELOOP), gone, or not ours to open: leave it
+        return 0, None  # replaced by a symlink (ELOOP) or gone meanwhile: leave it
     retired = False
     try:
         if not lock_is_ours(lock_fd):
-            return 0
+            return 0, None
         try:
             fcntl.flock(lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            return 0
+            return 0, None
         socket_name = lock_name[: -len(LOCK_SUFFIX)]
         retired = _unlink_lock_if_alone(dir_fd, lock_name, lock_fd, socket_name)
-        return int(retired)
+        return int(retired), None
     finally:
         if retired:
-            held.add(lock_fd)
+            held.add(lock_fd, lock_name)
         else:
             os.close(lock_fd)
 
@@ -564,7 +728,7 @@ def render_human(result: SweepResult, *, dry_run: bool = False) -> str:
 
 
 # Logging levels as numbers, so this module need not import logging (see cli/_sweep.py).
-NOTICE, WARNING = 25, 30
+INFO, NOTICE, WARNING = 20, 25, 30
 
 
 def log_events(result: SweepResult) -> list[tuple[int, str]]:
@@ -579,6 +743,8 @@ def log_events(result: SweepResult) -> list[tuple[int, str]]:
             events.append((NOTICE, f"removed stale tmux socket {display(s.path)}: {s.reason}"))
         elif s.failed:
             events.append((WARNING, f"{display(s.path)}: {s.reason}"))
+    # Shown with --verbose only (the CLI logs at NOTICE and above otherwise).
+    events += [(INFO, line) for line in result.lock_waits]
     if result.lock_waits_timed_out:
         events.append(
             (

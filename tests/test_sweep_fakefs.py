@@ -8,7 +8,7 @@ import stat
 import pytest
 from pyfakefs.fake_filesystem_unittest import Patcher
 
-from forge_tmux import paths, sweep
+from forge_tmux import paths, sockdir, sweep
 from forge_tmux.probe import SocketState, precheck
 
 
@@ -47,7 +47,7 @@ def test_precheck_rules() -> None:
     ],
 )
 def test_unsafe_dir_reason(mode: int, uid: int, reason: str) -> None:
-    assert sweep.unsafe_dir_reason(fake_stat(mode, uid), 1000) == reason
+    assert sockdir.unsafe_dir_reason(fake_stat(mode, uid), 1000) == reason
 
 
 def test_scan_of_a_fake_tree_touches_no_non_socket() -> None:

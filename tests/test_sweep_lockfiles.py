@@ -52,9 +52,20 @@ print("locked" if same else "ghost", flush=True)
 """
 
 
-def start_model_client(lock_path: str) -> subprocess.Popen[str]:
+def tmux_named_python(directory: str, name: str = "tmux") -> str:
+    """A python executable named like a tmux client: the kernel names a process after its
+    executable file, and the sweep looks only into processes that may be tmux clients."""
+    path = os.path.join(directory, name)
+    if not os.path.lexists(path):
+        os.symlink(sys.executable, path)
+    return path
+
+
+def start_model_client(lock_path: str, name: str = "tmux") -> subprocess.Popen[str]:
+    # Beside the test's socket directory: tmux_env's root, removed with it.
+    as_tmux = tmux_named_python(os.path.dirname(os.path.dirname(lock_path)), name)
     client = subprocess.Popen(
-        [sys.executable, "-c", MODEL_CLIENT, lock_path],
+        [as_tmux, "-c", MODEL_CLIENT, lock_path],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,
@@ -261,3 +272,51 @@ def test_a_client_it_cannot_inspect_makes_it_hold_the_whole_timeout(tmux_env: Tm
         client.wait()
     assert outcome["removed"] == 1, outcome
     assert outcome["elapsed"] >= 1.4, outcome
+
+
+def test_a_client_on_a_lock_file_the_sweep_created_is_waited_for(
+    tmux_env: TmuxEnv, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The sweep links one locked file of its batch under every missing `<socket>.lock`. A
+    client that opens one of those names (here: just before the kernel's last check) and is in
+    its open-to-flock gap when the names are retired must still be waited for, and must end up
+    waiting, never on a ghost."""
+    import threading  # noqa: PLC0415
+
+    for name in ("s1", "s2", "s3"):
+        make_stale_socket(tmux_env.path(name))
+    clients: list[subprocess.Popen[str]] = []
+    real_bound_files = core.bound_files
+
+    def kernel_while_a_client_opens() -> frozenset[tuple[int, int]] | None:
+        lock = tmux_env.path("s2.lock")
+        assert os.stat(lock).st_ino == os.stat(tmux_env.path("s1.lock")).st_ino  # one file
+        client = start_model_client(lock)
+        clients.append(client)
+
+        def resume_later() -> None:
+            time.sleep(0.5)
+            assert client.stdin is not None
+            client.stdin.write("go\n")
+            client.stdin.flush()
+
+        threading.Thread(target=resume_later, daemon=True).start()
+        return real_bound_files()
+
+    monkeypatch.setattr(core, "bound_files", kernel_while_a_client_opens)
+    try:
+        started = time.monotonic()
+        result = core.sweep([tmux_env.sockdir], timeout=10)
+        elapsed = time.monotonic() - started
+        (client,) = clients
+        assert client.stdout is not None
+        assert client.stdout.readline().strip() == "waited"
+    finally:
+        for client in clients:
+            client.kill()
+            client.wait()
+    assert result.removed == 3
+    assert result.lock_waits_timed_out == 0
+    assert 0.4 <= elapsed < 9  # held until the client waited, not until the timeout
+    assert any(f"pid {clients[0].pid}:" in line for line in result.lock_waits)
+    assert os.listdir(tmux_env.sockdir) == []

@@ -37,6 +37,13 @@ def rebind(path: str, listeners: list[socket.socket]) -> None:
     listeners.append(server)
 
 
+def listen_at(path: str, listeners: list[socket.socket]) -> None:
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    server.bind(path)
+    server.listen(8)
+    listeners.append(server)
+
+
 def leftovers(directory: str) -> list[str]:
     return [n for n in os.listdir(directory) if n.startswith(core.QUARANTINE_PREFIX)]
 
@@ -75,8 +82,8 @@ def test_rebind_before_the_move_is_put_back(
     make_stale_socket(path)
     recheck = core._lock_and_recheck
 
-    def recheck_then_rebind(dir_fd, dir_path, name, st):  # type: ignore[no-untyped-def]
-        verdict = recheck(dir_fd, dir_path, name, st)
+    def recheck_then_rebind(dir_fd, dir_path, name, st, run, shared):  # type: ignore[no-untyped-def]
+        verdict = recheck(dir_fd, dir_path, name, st, run, shared)
         rebind(path, listeners)  # between the re-check under the lock and the move
         return verdict
 
@@ -99,9 +106,65 @@ def test_rebind_before_the_move_is_put_back(
 def test_many_batches_leave_nothing_behind(
     tmux_env: TmuxEnv, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(core, "_batch_size", lambda: 7)
+    monkeypatch.setattr(core, "_batch_limits", lambda: (7, 7))
     for i in range(40):
         make_stale_socket(tmux_env.path(f"s{i:02d}"))
     result = core.sweep([tmux_env.sockdir])
     assert result.removed == 40
+    assert os.listdir(tmux_env.sockdir) == []
+
+
+def test_live_servers_cost_no_connect(tmux_env: TmuxEnv, listeners: list[socket.socket]) -> None:
+    """The kernel's one dump says which files listen: a live server is not connected to (each
+    connect would sit in its accept queue until it notices and drops it)."""
+    listen_at(tmux_env.path("live"), listeners)
+    make_stale_socket(tmux_env.path("stale"))
+    (server,) = listeners
+    server.setblocking(False)
+    result = core.sweep([tmux_env.sockdir])
+    states = {os.path.basename(s.path): (s.state, s.removed) for s in result.sockets}
+    assert states == {"live": (SocketState.LIVE, False), "stale": (SocketState.STALE, True)}
+    with pytest.raises(BlockingIOError):
+        server.accept()  # nobody knocked
+
+
+def test_without_netlink_connect_decides_everything(
+    tmux_env: TmuxEnv, monkeypatch: pytest.MonkeyPatch, listeners: list[socket.socket]
+) -> None:
+    """A sandbox that denies AF_NETLINK: classification and the last check fall back on
+    connect(), with the same verdicts."""
+    monkeypatch.setattr(core, "unix_bindings", lambda: None)
+    monkeypatch.setattr(core, "bound_files", lambda: None)
+    listen_at(tmux_env.path("live"), listeners)
+    make_stale_socket(tmux_env.path("stale"))
+    result = core.sweep([tmux_env.sockdir])
+    states = {os.path.basename(s.path): (s.state, s.removed) for s in result.sockets}
+    assert states == {"live": (SocketState.LIVE, False), "stale": (SocketState.STALE, True)}
+    listeners[0].setblocking(False)
+    conn, _ = listeners[0].accept()  # connect() was what judged it live
+    conn.close()
+
+
+def test_existing_lock_files_keep_a_batch_within_its_fd_budget(
+    tmux_env: TmuxEnv, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An existing lock file is held through its own fd: those split batches, missing ones do
+    not (the batch's own lock file is linked under their names)."""
+    monkeypatch.setattr(core, "_batch_limits", lambda: (100, 3))
+    sizes: list[int] = []
+    real = core._remove_batch
+
+    def counting(dir_fd, dir_path, batch, held, run):  # type: ignore[no-untyped-def]
+        sizes.append(len(batch))
+        return real(dir_fd, dir_path, batch, held, run)
+
+    monkeypatch.setattr(core, "_remove_batch", counting)
+    for i in range(10):
+        make_stale_socket(tmux_env.path(f"s{i}"))
+        if i < 7:
+            with open(tmux_env.path(f"s{i}.lock"), "w"):
+                pass
+    result = core.sweep([tmux_env.sockdir])
+    assert result.removed == 10
+    assert sizes == [3, 3, 4]
     assert os.listdir(tmux_env.sockdir) == []

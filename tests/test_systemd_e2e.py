@@ -225,28 +225,70 @@ def test_install_sh_with_a_running_manager(manager: UserManager) -> None:
 def test_the_sweep_unit_sandbox_keeps_the_kernel_check(manager: UserManager, venv: Path) -> None:
     """Inside the installed sweep unit (its sandbox as rendered), sock_diag still answers and
     /proc/locks and the user's processes' fds are readable: the sweep's last checks before an
-    unlink, and before it releases a removed lock file, are not silently blinded."""
-    code, out, err = forge(manager, venv, "units", "install", "--json")
-    assert code == 0, (out, err)
-    dropin = Path(manager.home, f".config/systemd/user/{SWEEP}.d")
-    dropin.mkdir()
-    check = (
-        "import sys; from forge_tmux.probe import bound_files; "
-        "from forge_tmux.locks import lock_table, openers; "
-        "sys.exit(bound_files() is None or lock_table() is None or openers(set())[1])"
-    )
-    (dropin / "e2e.conf").write_text(
-        f"[Service]\nExecStart=\nExecStart={venv}/bin/python -c '{check}'\n"
-    )
-    os.system(f"chown -R {manager.uid}:{manager.uid} {dropin}")  # noqa: S605
+    unlink, and before it releases a removed lock file, are not silently blinded. Root's own tmux
+    (a server and an attached client, the usual case on a shared host) must not blind it either:
+    their fds are unreadable to the user, but they cannot hold the user's lock files."""
+    # Imported here: only this test starts processes of its own.
+    import contextlib  # noqa: PLC0415
+    import signal  # noqa: PLC0415
+    import subprocess  # noqa: PLC0415
+    import tempfile  # noqa: PLC0415
+
+    tmpdir = tempfile.mkdtemp(prefix="ftroot", dir="/tmp")
+    env = {k: v for k, v in os.environ.items() if k not in ("TMUX", "TMUX_PANE")}
+    env["TMUX_TMPDIR"] = tmpdir
+    tmux = shutil.which("tmux") or "tmux"
+    root_pids: list[int] = []
+    client = None
     try:
-        assert manager.systemctl("daemon-reload").returncode == 0
-        manager.systemctl("start", SWEEP)
-        assert manager.show(SWEEP, "Result", "ExecMainStatus") == {
-            "Result": "success",
-            "ExecMainStatus": "0",
-        }
-    finally:
-        shutil.rmtree(dropin)
-        code, out, err = forge(manager, venv, "units", "uninstall", "--json")
+        started = subprocess.run(
+            [tmux, "-f", "/dev/null", "-L", "e2e", "new-session", "-d", "-P", "-F", "#{pid}"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=20,
+            check=True,
+        )
+        root_pids.append(int(started.stdout.split()[0]))
+        client = subprocess.Popen(
+            [tmux, "-L", "e2e", "-C", "attach"],
+            env=env,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        root_pids.append(client.pid)
+        code, out, err = forge(manager, venv, "units", "install", "--json")
         assert code == 0, (out, err)
+        dropin = Path(manager.home, f".config/systemd/user/{SWEEP}.d")
+        dropin.mkdir()
+        check = (
+            "import sys; from forge_tmux.probe import bound_files; "
+            "from forge_tmux.locks import lock_table, openers; "
+            "sys.exit(bound_files() is None or lock_table() is None "
+            "or bool(openers(set()).suspects))"
+        )
+        (dropin / "e2e.conf").write_text(
+            f"[Service]\nExecStart=\nExecStart={venv}/bin/python -c '{check}'\n"
+        )
+        os.system(f"chown -R {manager.uid}:{manager.uid} {dropin}")  # noqa: S605
+        try:
+            assert manager.systemctl("daemon-reload").returncode == 0
+            manager.systemctl("start", SWEEP)
+            assert all(os.path.exists(f"/proc/{pid}") for pid in root_pids)
+            assert manager.show(SWEEP, "Result", "ExecMainStatus") == {
+                "Result": "success",
+                "ExecMainStatus": "0",
+            }
+        finally:
+            shutil.rmtree(dropin)
+            code, out, err = forge(manager, venv, "units", "uninstall", "--json")
+            assert code == 0, (out, err)
+    finally:
+        if client is not None:
+            client.kill()
+            client.wait()
+        for pid in root_pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        shutil.rmtree(tmpdir, ignore_errors=True)

@@ -154,15 +154,21 @@ STRACE = shutil.which("strace")
 
 @needs_tmux
 @pytest.mark.skipif(STRACE is None, reason="strace is not installed")
-def test_real_tmux_paused_between_open_and_flock(tmux_env: TmuxEnv) -> None:
+@pytest.mark.parametrize("alias", [None, "t"])
+def test_real_tmux_paused_between_open_and_flock(tmux_env: TmuxEnv, alias: str | None) -> None:
     """The same race with real tmux clients: strace delays client X's flock() and unlink() so a
     sweep runs inside X's open-to-flock gap, and client Y starts meanwhile. Every session must
-    end up on the one server that owns the socket."""
+    end up on the one server that owns the socket. With an alias, X runs through a link named
+    `t`: tmux renames itself `t: client` before it opens the lock file, and the sweep must still
+    know it for a tmux client by that name."""
     assert STRACE is not None
     sock = tmux_env.path("s")
     make_stale_socket(sock)
     tmux = shutil.which("tmux")
     assert tmux is not None
+    if alias is not None:
+        os.symlink(tmux, os.path.join(tmux_env.root, alias))
+        tmux = os.path.join(tmux_env.root, alias)
     x = subprocess.Popen(
         [
             STRACE,

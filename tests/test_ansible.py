@@ -90,7 +90,7 @@ def stale_socket(mgr: UserManager, name: str) -> str:
     return path
 
 
-def play(tmp: Path, extra: dict[str, object]) -> subprocess.CompletedProcess[str]:
+def play(tmp: Path, extra: dict[str, object], mgr: UserManager) -> subprocess.CompletedProcess[str]:
     (tmp / "play.yml").write_text(PLAY)
     (tmp / "inventory").write_text(
         "localhost ansible_connection=local ansible_python_interpreter=/usr/bin/python3\n"
@@ -108,6 +108,11 @@ def play(tmp: Path, extra: dict[str, object]) -> subprocess.CompletedProcess[str
     }
     return subprocess.run(
         [
+            # The user's manager and its /run/user/UID live in the keeper's mount namespace
+            # (systemd_user.py): ansible must run there to reach it, as root, and `su` in.
+            "nsenter",
+            f"--target={mgr.keeper.pid}",
+            "--mount",
             ANSIBLE_PLAYBOOK,
             "-i",
             str(tmp / "inventory"),
@@ -150,10 +155,10 @@ def test_role_installs_idempotently_and_the_metrics_follow(
         "forge_tmux_manage_textfile_dir": True,
     }
     try:
-        first = play(tmp_path, extra)
+        first = play(tmp_path, extra, manager)
         assert first.returncode == 0, first.stdout[-4000:] + first.stderr[-2000:]
         assert recap(first)["changed"] > 0
-        second = play(tmp_path, extra)
+        second = play(tmp_path, extra, manager)
         assert second.returncode == 0, second.stdout[-4000:] + second.stderr[-2000:]
         counts = recap(second)
         assert counts["changed"] == 0, second.stdout[-4000:]

@@ -29,3 +29,7 @@ class SockDiagUnavailable(Exception):
 
 class OrphansUnknown(Exception):
     """Orphans could not be looked for (the message says why): never read as "none"."""
+
+
+class NotRegularFile(OSError):
+    """The target exists and is not a regular file: not ours to replace."""

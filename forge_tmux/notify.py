@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import errno
 import fcntl
 import html
 import logging
@@ -35,6 +34,7 @@ from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Final, NamedTuple
 
 from forge_tmux import secret
+from forge_tmux.atomic import fsync_dir, write_atomic
 from forge_tmux.errors import UsageError
 from forge_tmux.logs import redact
 from forge_tmux.paths import state_dir
@@ -217,25 +217,7 @@ class Outbox:
         self._seq += 1
         name = f"{time.time_ns():020d}-{os.getpid()}-{self._seq:04d}{SUFFIX}"
         tmp = os.path.join(self.directory, f"{TMP_PREFIX}{name}")
-        # Undecodable input arrives as lone surrogates; they cannot be encoded as they are.
-        data = memoryview(text.encode("utf-8", "replace"))
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
-        try:
-            try:
-                while data:
-                    written = os.write(fd, data)
-                    if written <= 0:  # never seen on a regular file; no endless loop either
-                        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-                    data = data[written:]
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-            os.rename(tmp, os.path.join(self.directory, name))
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-            raise
-        self._sync_dir()
+        write_atomic(os.path.join(self.directory, name), text, tmp=tmp)
         return name
 
     def drop_leftovers(self) -> None:
@@ -281,11 +263,7 @@ class Outbox:
         return target
 
     def _sync_dir(self) -> None:
-        fd = os.open(self.directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        fsync_dir(self.directory)
 
     @contextlib.contextmanager
     def locked(self, deadline: float) -> Iterator[bool]:

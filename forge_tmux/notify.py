@@ -31,7 +31,7 @@ import socket
 import stat
 import time
 from collections.abc import Iterator, Mapping
-from typing import TYPE_CHECKING, Final, NamedTuple
+from typing import TYPE_CHECKING, Final, Literal, NamedTuple
 
 from forge_tmux import secret
 from forge_tmux.atomic import fsync_dir, write_atomic
@@ -117,25 +117,49 @@ def read_token_file(path: str, *, check_mode: bool = True) -> str:
     return token
 
 
-def resolve(cfg: TelegramConfig, environ: Mapping[str, str] | None = None) -> TelegramSettings:
-    """Settings from the environment over the config file. The token comes from
-    FORGE_TMUX_TELEGRAM_TOKEN, else `telegram.token_file`, else the systemd credential."""
+TOKEN_ENV: Final = "FORGE_TMUX_TELEGRAM_TOKEN"  # noqa: S105 (a variable name, not a token)
+
+
+class TokenSource(NamedTuple):
+    """Where the token comes from: the environment variable, the token file or the credential."""
+
+    kind: Literal["environment", "file", "credential"]
+    where: str  # the variable's name or the file's path
+
+    def describe(self) -> str:
+        return f"systemd credential {CREDENTIAL_NAME}" if self.kind == "credential" else self.where
+
+
+def token_source(
+    cfg: TelegramConfig, environ: Mapping[str, str] | None = None
+) -> TokenSource | None:
+    """The one precedence rule, without reading anything: FORGE_TMUX_TELEGRAM_TOKEN, else
+    `telegram.token_file`, else the systemd credential; None when no token is configured."""
     env = os.environ if environ is None else environ
-    token = env.get("FORGE_TMUX_TELEGRAM_TOKEN", "").strip() or None
+    if env.get(TOKEN_ENV, "").strip():
+        return TokenSource("environment", TOKEN_ENV)
     credential = None
     if env.get("CREDENTIALS_DIRECTORY"):
         candidate = os.path.join(env["CREDENTIALS_DIRECTORY"], CREDENTIAL_NAME)
         credential = candidate if os.path.exists(candidate) else None
-    if token is None and cfg.token_file:
+    if cfg.token_file:
         token_file = os.path.expanduser(cfg.token_file)
-        if credential is not None and not os.access(token_file, os.R_OK):
-            # A system unit's LoadCredential= read the root-only file for us.
-            token = read_token_file(credential, check_mode=False)
-        else:
-            token = read_token_file(token_file)
-    if token is None and credential is not None:
+        # Unless a system unit's LoadCredential= read the root-only file for us.
+        if credential is None or os.access(token_file, os.R_OK):
+            return TokenSource("file", token_file)
+    return None if credential is None else TokenSource("credential", credential)
+
+
+def resolve(cfg: TelegramConfig, environ: Mapping[str, str] | None = None) -> TelegramSettings:
+    """Settings from the environment over the config file; the token from `token_source`."""
+    env = os.environ if environ is None else environ
+    source = token_source(cfg, env)
+    token = None
+    if source is not None and source.kind == "environment":
+        token = env[TOKEN_ENV].strip()
+    elif source is not None:
         # systemd owns the mode of credentials (0400, ours); no mode check to make.
-        token = read_token_file(credential, check_mode=False)
+        token = read_token_file(source.where, check_mode=source.kind == "file")
     secret.add(token)  # from now on redacted in logs and kept from every tmux server
     chat_id = env.get("FORGE_TMUX_TELEGRAM_CHAT_ID", "").strip() or cfg.chat_id
     api_url = env.get("FORGE_TMUX_TELEGRAM_API_URL", "").strip() or cfg.api_url or DEFAULT_API_URL

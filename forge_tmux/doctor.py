@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from forge_tmux import systemd_units, tmux
+from forge_tmux import notify, systemd_units, tmux
 from forge_tmux.config import Config, load
 from forge_tmux.errors import ConfigError
 from forge_tmux.paths import tmux_socket_dir
@@ -159,18 +159,12 @@ def check_last_sweep(props: dict[str, str]) -> Check:
 def check_telegram(cfg: Config, environ: dict[str, str] | None = None) -> Check:
     env = os.environ if environ is None else environ
     chat = env.get("FORGE_TMUX_TELEGRAM_CHAT_ID") or cfg.telegram.chat_id
-    credential_origin = ""
-    if env.get("FORGE_TMUX_TELEGRAM_TOKEN"):
-        credential_origin = "FORGE_TMUX_TELEGRAM_TOKEN"
-    elif cfg.telegram.token_file:
-        problem = _token_file_problem(cfg.telegram.token_file)
+    source = notify.token_source(cfg.telegram, env)
+    if source is not None and source.kind == "file":
+        problem = _token_file_problem(source.where)
         if problem:
             return Check("telegram", Level.FAIL, problem)
-        credential_origin = cfg.telegram.token_file
-    elif env.get("CREDENTIALS_DIRECTORY") and os.path.exists(
-        os.path.join(env["CREDENTIALS_DIRECTORY"], "telegram-token")
-    ):
-        credential_origin = "systemd credential telegram-token"
+    credential_origin = "" if source is None else source.describe()
     if not credential_origin and not chat:
         return Check("telegram", Level.OK, "not configured (no notifications)")
     if not credential_origin or not chat:

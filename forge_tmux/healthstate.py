@@ -19,13 +19,15 @@ import contextlib
 import fcntl
 import json
 import os
-import stat
-import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
+# The one atomic writer; its names stay importable from here (the CLI's --output uses them).
+from forge_tmux.atomic import refuse_special as refuse_special  # noqa: PLC0414 (a re-export)
+from forge_tmux.atomic import write_atomic as write_atomic  # noqa: PLC0414 (a re-export)
+from forge_tmux.errors import NotRegularFile as NotRegularFile  # noqa: PLC0414 (a re-export)
 from forge_tmux.health import DirCheck, Health, HealthResult
 from forge_tmux.paths import display, state_dir
 
@@ -134,54 +136,6 @@ def load(path: str) -> Memory:
     if not isinstance(data.get("servers"), dict) or not isinstance(data.get("orphans"), dict):
         return empty()
     return data
-
-
-class NotRegularFile(OSError):
-    """The target exists and is not a regular file: not ours to replace."""
-
-
-_KINDS = (
-    (stat.S_ISLNK, "a symbolic link"),
-    (stat.S_ISDIR, "a directory"),
-    (stat.S_ISCHR, "a character device"),
-    (stat.S_ISBLK, "a block device"),
-    (stat.S_ISFIFO, "a FIFO"),
-    (stat.S_ISSOCK, "a socket"),
-)
-
-
-def refuse_special(path: str) -> None:
-    """Raise NotRegularFile when `path` exists and is anything but a regular file. A rename
-    would put a regular file in place of a device node (`--output /dev/null` as root), a FIFO
-    a reader waits on, or a symlink someone pointed elsewhere; none of them is ours to replace."""
-    try:
-        mode = os.lstat(path).st_mode
-    except OSError:
-        return  # nothing there, or nothing we can see: the write itself will say why it fails
-    if stat.S_ISREG(mode):
-        return
-    kind = next((name for test, name in _KINDS if test(mode)), "not a regular file")
-    raise NotRegularFile(f"{path} is {kind}, not a regular file; not replacing it")
-
-
-def write_atomic(path: str, text: str, mode: int = 0o600) -> None:
-    """Replace `path` with `text` in one rename: readers see the old file or the new one. A
-    `path` that exists and is not a regular file is refused (NotRegularFile), never replaced."""
-    refuse_special(path)
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{os.path.basename(path)}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fchmod(fh.fileno(), mode)
-            os.fsync(fh.fileno())
-        refuse_special(path)  # again, just before the rename: it may have appeared meanwhile
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
 
 
 @contextlib.contextmanager

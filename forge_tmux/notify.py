@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import errno
 import fcntl
 import html
 import logging
@@ -32,9 +31,10 @@ import socket
 import stat
 import time
 from collections.abc import Iterator, Mapping
-from typing import TYPE_CHECKING, Final, NamedTuple
+from typing import TYPE_CHECKING, Final, Literal, NamedTuple
 
 from forge_tmux import secret
+from forge_tmux.atomic import fsync_dir, write_atomic
 from forge_tmux.errors import UsageError
 from forge_tmux.logs import redact
 from forge_tmux.paths import state_dir
@@ -117,25 +117,49 @@ def read_token_file(path: str, *, check_mode: bool = True) -> str:
     return token
 
 
-def resolve(cfg: TelegramConfig, environ: Mapping[str, str] | None = None) -> TelegramSettings:
-    """Settings from the environment over the config file. The token comes from
-    FORGE_TMUX_TELEGRAM_TOKEN, else `telegram.token_file`, else the systemd credential."""
+TOKEN_ENV: Final = "FORGE_TMUX_TELEGRAM_TOKEN"  # noqa: S105 (a variable name, not a token)
+
+
+class TokenSource(NamedTuple):
+    """Where the token comes from: the environment variable, the token file or the credential."""
+
+    kind: Literal["environment", "file", "credential"]
+    where: str  # the variable's name or the file's path
+
+    def describe(self) -> str:
+        return f"systemd credential {CREDENTIAL_NAME}" if self.kind == "credential" else self.where
+
+
+def token_source(
+    cfg: TelegramConfig, environ: Mapping[str, str] | None = None
+) -> TokenSource | None:
+    """The one precedence rule, without reading anything: FORGE_TMUX_TELEGRAM_TOKEN, else
+    `telegram.token_file`, else the systemd credential; None when no token is configured."""
     env = os.environ if environ is None else environ
-    token = env.get("FORGE_TMUX_TELEGRAM_TOKEN", "").strip() or None
+    if env.get(TOKEN_ENV, "").strip():
+        return TokenSource("environment", TOKEN_ENV)
     credential = None
     if env.get("CREDENTIALS_DIRECTORY"):
         candidate = os.path.join(env["CREDENTIALS_DIRECTORY"], CREDENTIAL_NAME)
         credential = candidate if os.path.exists(candidate) else None
-    if token is None and cfg.token_file:
+    if cfg.token_file:
         token_file = os.path.expanduser(cfg.token_file)
-        if credential is not None and not os.access(token_file, os.R_OK):
-            # A system unit's LoadCredential= read the root-only file for us.
-            token = read_token_file(credential, check_mode=False)
-        else:
-            token = read_token_file(token_file)
-    if token is None and credential is not None:
+        # Unless a system unit's LoadCredential= read the root-only file for us.
+        if credential is None or os.access(token_file, os.R_OK):
+            return TokenSource("file", token_file)
+    return None if credential is None else TokenSource("credential", credential)
+
+
+def resolve(cfg: TelegramConfig, environ: Mapping[str, str] | None = None) -> TelegramSettings:
+    """Settings from the environment over the config file; the token from `token_source`."""
+    env = os.environ if environ is None else environ
+    source = token_source(cfg, env)
+    token = None
+    if source is not None and source.kind == "environment":
+        token = env[TOKEN_ENV].strip()
+    elif source is not None:
         # systemd owns the mode of credentials (0400, ours); no mode check to make.
-        token = read_token_file(credential, check_mode=False)
+        token = read_token_file(source.where, check_mode=source.kind == "file")
     secret.add(token)  # from now on redacted in logs and kept from every tmux server
     chat_id = env.get("FORGE_TMUX_TELEGRAM_CHAT_ID", "").strip() or cfg.chat_id
     api_url = env.get("FORGE_TMUX_TELEGRAM_API_URL", "").strip() or cfg.api_url or DEFAULT_API_URL
@@ -217,25 +241,7 @@ class Outbox:
         self._seq += 1
         name = f"{time.time_ns():020d}-{os.getpid()}-{self._seq:04d}{SUFFIX}"
         tmp = os.path.join(self.directory, f"{TMP_PREFIX}{name}")
-        # Undecodable input arrives as lone surrogates; they cannot be encoded as they are.
-        data = memoryview(text.encode("utf-8", "replace"))
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
-        try:
-            try:
-                while data:
-                    written = os.write(fd, data)
-                    if written <= 0:  # never seen on a regular file; no endless loop either
-                        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-                    data = data[written:]
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-            os.rename(tmp, os.path.join(self.directory, name))
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-            raise
-        self._sync_dir()
+        write_atomic(os.path.join(self.directory, name), text, tmp=tmp)
         return name
 
     def drop_leftovers(self) -> None:
@@ -281,11 +287,7 @@ class Outbox:
         return target
 
     def _sync_dir(self) -> None:
-        fd = os.open(self.directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        fsync_dir(self.directory)
 
     @contextlib.contextmanager
     def locked(self, deadline: float) -> Iterator[bool]:

@@ -28,8 +28,11 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 
+# Raised here; `health` and the CLI import it from here.
+from forge_tmux.errors import OrphansUnknown as OrphansUnknown  # noqa: PLC0414 (a re-export)
+from forge_tmux.errors import SockDiagUnavailable
 from forge_tmux.paths import display
-from forge_tmux.unixdiag import BoundSocket, SockDiagUnavailable, bound_sockets
+from forge_tmux.unixdiag import BoundSocket, bound_sockets
 
 TMUX_SERVER_NAME = "tmux: server"
 
@@ -168,10 +171,6 @@ def find_orphans(
                 Orphan(server.pid, server.uid, sock.path, sock.ino, reason, server.started)
             )
     return sorted(orphans, key=lambda o: (o.path, o.pid))
-
-
-class OrphansUnknown(Exception):
-    """Orphans could not be looked for (the message says why): never read as "none"."""
 
 
 def orphaned_servers(within: frozenset[str] | None, *, uid: int | None) -> list[Orphan]:

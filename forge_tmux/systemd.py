@@ -9,12 +9,17 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import subprocess
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Final
+
+from forge_tmux import procs
+
+# Raised here; `systemd.SystemdNotFound` is how callers name it.
+from forge_tmux.errors import SystemdNotFound as SystemdNotFound  # noqa: PLC0414 (a re-export)
+
+# A systemd tool's run is the shared record as it is (`ok` is exit status 0; `why` for messages).
+SystemdResult = procs.Ran
 
 DEFAULT_TIMEOUT: Final = 30.0
 # `systemctl is-system-running` prints one of these when a manager answered at all.
@@ -24,36 +29,8 @@ _MANAGER_STATES: Final = frozenset(
 LINGER_DIR: Final = "/var/lib/systemd/linger"
 
 
-class SystemdNotFound(Exception):
-    """systemctl/loginctl/systemd-analyze is not installed (not the same as "not running")."""
-
-
-@dataclass(frozen=True, slots=True)
-class SystemdResult:
-    argv: tuple[str, ...]
-    returncode: int | None  # None when the call was killed for exceeding its timeout
-    stdout: str
-    stderr: str
-
-    @property
-    def ok(self) -> bool:
-        return self.returncode == 0
-
-    @property
-    def timed_out(self) -> bool:
-        return self.returncode is None
-
-    @property
-    def why(self) -> str:
-        """A one-line reason for a failure, for messages."""
-        if self.timed_out:
-            return f"{self.argv[0]} timed out"
-        text = " ".join((self.stderr or self.stdout).split())
-        return text or f"exit status {self.returncode}"
-
-
 def _binary(name: str) -> str:
-    found = shutil.which(name)
+    found = procs.which(name)
     if found is None:
         raise SystemdNotFound(f"{name} not found on PATH")
     return found
@@ -67,22 +44,10 @@ def run(
     argv: Sequence[str], *, timeout: float = DEFAULT_TIMEOUT, env: Mapping[str, str] | None = None
 ) -> SystemdResult:
     """Run one systemd tool; argv[0] is looked up on PATH."""
-    full = (_binary(argv[0]), *argv[1:])
     try:
-        proc = subprocess.run(
-            full,
-            env=None if env is None else dict(env),
-            stdin=subprocess.DEVNULL,
-            capture_output=True,
-            text=True,
-            errors="replace",
-            timeout=timeout,
-        )
-    except subprocess.TimeoutExpired:
-        return SystemdResult(tuple(argv), None, "", "")
+        return procs.run(argv, executable=_binary(argv[0]), env=env, timeout=timeout)
     except FileNotFoundError as exc:
         raise SystemdNotFound(f"cannot run {argv[0]}: {exc.strerror}") from None
-    return SystemdResult(tuple(argv), proc.returncode, proc.stdout, proc.stderr)
 
 
 def systemctl(

@@ -4,25 +4,22 @@ Every call: an argument vector (never a shell string), always `-L NAME` or `-S P
 them `$TMUX` silently redirects commands to another server), `TMUX` removed from the environment,
 forge-tmux's secrets too (a server keeps the environment it starts with as its global environment
 and hands it to every pane: see `secret.py`), and a timeout that kills (a tmux client blocked on
-a full backlog ignores SIGTERM; subprocess.run sends SIGKILL). A non-zero exit is data, not an
+a full backlog ignores SIGTERM: `procs.run` sends SIGKILL). A non-zero exit is data, not an
 exception; a missing binary is its own error. tmux's stderr texts are recognised in exactly one
-place, `classify_error`.
+place, `classify_error`. The binary is looked up once per process (and PATH value).
 """
 
 from __future__ import annotations
 
 import os
-import shutil
-import subprocess
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 
-from forge_tmux import secret
+from forge_tmux import procs, secret
 
-
-class TmuxNotFound(Exception):
-    """No tmux binary on PATH: not the same thing as "no server running"."""
+# Raised here; `tmux.TmuxNotFound` is how callers (spawn, boot, health, doctor) name it.
+from forge_tmux.errors import TmuxNotFound as TmuxNotFound  # noqa: PLC0414 (a re-export)
 
 
 class TmuxErrorKind(StrEnum):
@@ -62,15 +59,8 @@ def classify_error(stderr: str) -> TmuxErrorKind:
 
 
 @dataclass(frozen=True, slots=True)
-class TmuxResult:
-    argv: tuple[str, ...]
-    returncode: int | None  # None when the call was killed for exceeding its timeout
-    stdout: str
-    stderr: str
-
-    @property
-    def timed_out(self) -> bool:
-        return self.returncode is None
+class TmuxResult(procs.Ran):
+    """The shared record of a run, read the tmux way: the error is in the text."""
 
     @property
     def error_kind(self) -> TmuxErrorKind:
@@ -83,7 +73,7 @@ class TmuxResult:
 
 
 def tmux_binary() -> str:
-    found = shutil.which("tmux")
+    found = procs.which("tmux")
     if found is None:
         raise TmuxNotFound("tmux not found on PATH")
     return found
@@ -139,23 +129,7 @@ def run(
         ),
     )
     try:
-        proc = subprocess.run(
-            argv,
-            env=clean_env(env),
-            stdin=subprocess.DEVNULL,
-            capture_output=True,
-            text=True,
-            errors="replace",
-            timeout=timeout,
-        )
-    except subprocess.TimeoutExpired as exc:
-        return TmuxResult(argv, None, _text(exc.stdout), _text(exc.stderr))
+        ran = procs.run(argv, env=clean_env(env), timeout=timeout)
     except FileNotFoundError as exc:
         raise TmuxNotFound(f"cannot run {argv[0]}: {exc.strerror}") from None
-    return TmuxResult(argv, proc.returncode, proc.stdout, proc.stderr)
-
-
-def _text(data: bytes | str | None) -> str:
-    if data is None:
-        return ""
-    return data if isinstance(data, str) else data.decode("utf-8", "replace")
+    return TmuxResult(ran.argv, ran.returncode, ran.stdout, ran.stderr)

@@ -19,6 +19,9 @@ import socket
 import struct
 from dataclasses import dataclass
 
+# Raised here; kept importable from here for the callers that name it so.
+from forge_tmux.errors import SockDiagUnavailable as SockDiagUnavailable  # noqa: PLC0414 (a re-export)
+
 # From <linux/netlink.h>, <linux/sock_diag.h>, <linux/unix_diag.h>.
 _NETLINK_SOCK_DIAG = 4
 _SOCK_DIAG_BY_FAMILY = 20
@@ -30,10 +33,6 @@ _NLMSG_HDR, _UDIAG_MSG = 16, 16  # struct nlmsghdr, struct unix_diag_msg
 
 # Socket states as TCP numbers them: CLOSE (7) is a bound socket not (yet) listening, LISTEN (10).
 STATE_CLOSE, STATE_LISTEN = 7, 10
-
-
-class SockDiagUnavailable(Exception):
-    """The kernel could not be asked (no AF_NETLINK here, or a malformed answer)."""
 
 
 @dataclass(frozen=True, slots=True)

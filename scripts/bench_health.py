@@ -1,7 +1,9 @@
 #!/usr/bin/env python3
 """Benchmark: `forge-tmux health` over 100 live servers and 1,000 dead sockets, side by side with
 the runbook's loop `for s in DIR/*; do tmux -S "$s" list-sessions; done`, in the same run:
-medians of alternated runs after a warm-up, and their ratio (exit 1 below the target).
+medians of alternated runs after a warm-up, and their ratio (exit 1 below the target). It also
+prints the door's own cost per call (`tmux.run` on one live server after another, in one process),
+for this tree and, with `--compare`, for the older one.
 
 Live servers are real tmux servers in a private TMUX_TMPDIR on /dev/shm, killed by pid at the
 end; dead sockets are made by bind() without listen(). Run it with the Python that has forge-tmux
@@ -61,6 +63,28 @@ def start_server(env: dict[str, str], name: str) -> int:
     return int(out.stdout.strip())
 
 
+# One process asks every live server in turn through the door (`tmux.run`): the per-call cost of
+# the door itself, without start-up, directory scan or thread pool. Prints ms per call (wall, CPU).
+PER_CALL = """
+import glob, resource, sys, time
+from forge_tmux import tmux
+paths = sorted(glob.glob(sys.argv[1] + "/live*"))
+ask = lambda p: tmux.run(["list-sessions", "-F", "#{session_id}"], socket_path=p, timeout=5.0)
+for p in paths[:5]:
+    ask(p)
+cpu = lambda: sum(resource.getrusage(resource.RUSAGE_SELF)[:2])
+t, c = time.perf_counter(), cpu()
+assert all(ask(p).ok for p in paths)
+print(1000 * (time.perf_counter() - t) / len(paths), 1000 * (cpu() - c) / len(paths))
+"""
+
+
+def per_call(env: dict[str, str], sockdir: str) -> tuple[float, float]:
+    out = timed([sys.executable, "-c", PER_CALL, sockdir], env)[1]
+    wall, cpu = out.stdout.split()
+    return float(wall), float(cpu)
+
+
 def timed(argv: list[str], env: dict[str, str]) -> tuple[float, subprocess.CompletedProcess[str]]:
     started = time.perf_counter()
     # cwd /: `-m forge_tmux` imports the installed package (or PYTHONPATH's), not a tree in cwd.
@@ -108,6 +132,8 @@ def main() -> int:
         runs: list[float] = []
         loops: list[float] = []
         olds: list[float] = []
+        calls: list[tuple[float, float]] = []
+        old_calls: list[tuple[float, float]] = []
         for _ in range(args.repeat):  # alternated, so drift on a shared host hits all alike
             seconds, proc = timed(health_argv, env)
             report = json.loads(proc.stdout)
@@ -117,6 +143,10 @@ def main() -> int:
             loops.append(timed(loop_argv, env)[0])
             if old_env:
                 olds.append(timed(health_argv, old_env)[0])
+            if args.live:
+                calls.append(per_call(env, sockdir))
+                if old_env:
+                    old_calls.append(per_call(old_env, sockdir))
 
         health_seconds = statistics.median(runs)
         loop_seconds = statistics.median(loops)
@@ -130,6 +160,14 @@ def main() -> int:
             old = statistics.median(olds)
             print(f"  forge-tmux health --json from {args.compare}: {old:.3f} s")
             print(f"  (that one is {loop_seconds / old:.1f}x faster than the loop)")
+        for label, got in (("", calls), (f" from {args.compare}", old_calls)):
+            if got:
+                wall = statistics.median(w for w, _ in got)
+                cpu = statistics.median(c for _, c in got)
+                print(
+                    f"  tmux.run{label}, one live server after another: {wall:.3f} ms a call "
+                    f"(Python CPU {cpu:.3f} ms)"
+                )
         print(f"ratio: health is {ratio:.1f}x faster than the loop (target >= {TARGET:g}x)")
         return 0 if ratio >= TARGET else 1
     finally:

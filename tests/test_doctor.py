@@ -9,6 +9,7 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
 from conftest import CliResult, TmuxEnv, needs_tmux
 
 from forge_tmux.doctor import Level, check_last_sweep, check_units
@@ -152,3 +153,35 @@ def test_check_last_sweep() -> None:
     result = check_last_sweep(failed)
     assert result.level is Level.FAIL
     assert "exit-code, exit status 1" in result.detail
+
+
+def test_telegram_follows_the_notifiers_precedence(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """doctor reads the token's origin from `notify.token_source`, the rule `resolve` sends
+    with: a `~` in token_file is the home directory, and a root-only token file that a system
+    unit handed over as the credential is not a failure (both were FAIL before)."""
+    from forge_tmux.config import parse  # noqa: PLC0415
+    from forge_tmux.doctor import check_telegram  # noqa: PLC0415
+
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "token").write_text("123456789:ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789\n")
+    (home / "token").chmod(0o600)
+    monkeypatch.setenv("HOME", str(home))  # what expanduser reads
+    cfg = parse({"telegram": {"token_file": "~/token", "chat_id": 42}})
+    tilde = check_telegram(cfg, {})
+    assert (tilde.level, tilde.detail) == (
+        Level.OK,
+        f"configured (token from {home}/token, chat 42)",
+    )
+
+    creds = tmp_path / "creds"
+    creds.mkdir()
+    (creds / "telegram-token").write_text("123456789:ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789\n")
+    unreadable = parse({"telegram": {"token_file": str(tmp_path / "root-only"), "chat_id": 42}})
+    handed = check_telegram(unreadable, {"CREDENTIALS_DIRECTORY": str(creds)})
+    assert handed.level is Level.OK, handed.detail
+    assert "systemd credential telegram-token" in handed.detail
+    alone = check_telegram(unreadable, {})
+    assert alone.level is Level.FAIL  # no credential to fall back on: the file's problem shows

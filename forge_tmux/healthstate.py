@@ -15,16 +15,14 @@ the notifier is waiting for.
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import json
 import os
-from collections.abc import Iterator
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
 # The one atomic writer; its names stay importable from here (the CLI's --output uses them).
+from forge_tmux import atomic
 from forge_tmux.atomic import refuse_special as refuse_special  # noqa: PLC0414 (a re-export)
 from forge_tmux.atomic import write_atomic as write_atomic  # noqa: PLC0414 (a re-export)
 from forge_tmux.errors import NotRegularFile as NotRegularFile  # noqa: PLC0414 (a re-export)
@@ -138,16 +136,6 @@ def load(path: str) -> Memory:
     return data
 
 
-@contextlib.contextmanager
-def _locked(path: str) -> Iterator[None]:
-    fd = os.open(path + ".lock", os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
-    finally:
-        os.close(fd)
-
-
 def update(
     result: HealthResult, *, consumer: str = "notify", directory: str | None = None
 ) -> list[Event]:
@@ -158,7 +146,7 @@ def update(
     """
     path = memory_path(consumer, directory)
     os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
-    with _locked(path):
+    with atomic.locked(path):
         events, memory = diff(load(path), result)
         write_atomic(path, json.dumps(memory, sort_keys=True) + "\n")
     return events

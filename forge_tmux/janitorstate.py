@@ -18,12 +18,12 @@ tempfile).
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import os
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from typing import Any, NamedTuple
 
+from forge_tmux import atomic
 from forge_tmux.paths import state_dir
 
 FILE_NAME = "janitor.state"
@@ -72,28 +72,13 @@ def load(path: str) -> JanitorState:
 
 
 def _write_atomic(path: str, text: str) -> None:
+    # A pid-named temporary file instead of tempfile's random one: the plain sweep records
+    # through here and must not pay for importing tempfile (random, shutil). Callers hold the
+    # record's lock, so a leftover of a dead process with our pid is the only file it can meet.
     tmp = f"{path}.{os.getpid()}.tmp"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-
-
-@contextlib.contextmanager
-def _locked(path: str) -> Iterator[None]:
-    fd = os.open(path + ".lock", os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
-    finally:
-        os.close(fd)
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(tmp)
+    atomic.write_atomic(path, text, 0o600, tmp=tmp)
 
 
 def _update(change: dict[str, Any], adds: dict[str, int], directory: str | None) -> str | None:
@@ -101,7 +86,7 @@ def _update(change: dict[str, Any], adds: dict[str, int], directory: str | None)
     path = record_path(directory)
     try:
         os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
-        with _locked(path):
+        with atomic.locked(path):
             old = load(path)
             new = old._replace(
                 **change, **{name: getattr(old, name) + n for name, n in adds.items()}
@@ -147,7 +132,7 @@ def claim_failure_report(*, directory: str | None = None) -> bool:
     path = record_path(directory)
     try:
         os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
-        with _locked(path):
+        with atomic.locked(path):
             old = load(path)
             if old.failure_reported:
                 return False

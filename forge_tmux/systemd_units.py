@@ -268,11 +268,9 @@ def write_files(files: tuple[RenderedFile, ...], out_dir: str) -> tuple[str, ...
 
 
 def _write_atomic(path: str, text: str) -> str:
-    tmp = f"{path}.tmp-{os.getpid()}"
-    with open(tmp, "w", encoding="utf-8") as fh:
-        fh.write(text)
-    os.chmod(tmp, 0o644)
-    os.replace(tmp, path)
+    from forge_tmux.atomic import write_atomic  # noqa: PLC0415
+
+    write_atomic(path, text, 0o644)
     return path
 
 

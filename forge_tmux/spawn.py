@@ -72,6 +72,7 @@ class SpawnRequest:
     wait_for: str | None = None
     ready_timeout: float = 30.0
     query_timeout: float = QUERY_TIMEOUT  # has-session, capture-pane
+    cwd: str | None = None  # None: the spawner's own working directory (tmux's default)
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,6 +165,7 @@ def make_request(
     protected: Iterable[str] = (),
     socket_dir: str | None = None,
     query_timeout: float = QUERY_TIMEOUT,
+    cwd: str | None = None,
 ) -> SpawnRequest:
     """Validate everything that can be wrong with a spawn before anything is run."""
     directory = tmux_socket_dir() if socket_dir is None else socket_dir
@@ -181,8 +183,10 @@ def make_request(
         raise UsageError(
             f"the ready timeout must be a positive number of seconds, not {ready_timeout}"
         )
+    if cwd is not None and not os.path.isabs(cwd):
+        raise UsageError(f"the working directory must be an absolute path, not {cwd!r}")
     return SpawnRequest(
-        name, session, label, path, tuple(command), wait_for, ready_timeout, query_timeout
+        name, session, label, path, tuple(command), wait_for, ready_timeout, query_timeout, cwd
     )
 
 
@@ -195,6 +199,7 @@ def request_for(
     wait_for: str | None = None,
     ready_timeout: float | None = None,
     socket_dir: str | None = None,
+    cwd: str | None = None,
 ) -> SpawnRequest:
     """`make_request` with the config's protected sockets and timeouts (CLI, post-boot, bot)."""
     return make_request(
@@ -206,20 +211,27 @@ def request_for(
         protected=cfg.protected_sockets,
         socket_dir=socket_dir,
         query_timeout=cfg.health.timeout,
+        cwd=cwd,
     )
 
 
-def spawn_for(cfg: Config, request: SpawnRequest) -> SpawnResult:
+def spawn_for(cfg: Config, request: SpawnRequest, *, profile: str | None = None) -> SpawnResult:
     """`spawn` with the config's protected sockets and sweep timeout."""
-    return spawn(request, protected=cfg.protected_sockets, sweep_timeout=cfg.sweep.timeout)
+    return spawn(
+        request, protected=cfg.protected_sockets, sweep_timeout=cfg.sweep.timeout, profile=profile
+    )
 
 
 # ---- argument vectors (pure) ---------------------------------------------------------------
 
 
-def new_session_args(session: str, command: Sequence[str] = ()) -> tuple[str, ...]:
+def new_session_args(
+    session: str, command: Sequence[str] = (), cwd: str | None = None
+) -> tuple[str, ...]:
     """The `new-session` call; `-P -F` makes tmux say what it really created."""
-    args = ("new-session", "-d", "-s", session, "-P", "-F", "#{pid} #{session_id}")
+    args: tuple[str, ...] = ("new-session", "-d", "-s", session, "-P", "-F", "#{pid} #{session_id}")
+    if cwd is not None:
+        args = (*args, "-c", cwd)
     if not command:
         return args
     if len(command) == 1:
@@ -265,8 +277,11 @@ def spawn(
     *,
     protected: Iterable[str] = (),
     sweep_timeout: float = 2.0,
+    profile: str | None = None,
 ) -> SpawnResult:
-    """Start the session described by `request` (see the module docstring for the flow)."""
+    """Start the session described by `request` (see the module docstring for the flow).
+    A verified session is marked as forge-tmux's (`snapshot.mark_args`: what `save` keeps,
+    and the hook that records a deliberate end); `profile` is written into that mark."""
     protected = tuple(protected)
     socket_dir = os.path.dirname(request.socket_path)
     cleaned = _sweep(socket_dir, protected, sweep_timeout)
@@ -303,6 +318,7 @@ def spawn(
         return _result(request, Outcome.ALREADY_RUNNING, cleaned, attempt, error, error)
     if not made.created:
         return _result(request, Outcome.FAILED, cleaned, attempt, failed, "; ".join(reasons))
+    _mark(request, profile)
     message = spawn_message(request.session, request.socket_name, cleaned, attempt)
     pid = made.server_pid
     if request.wait_for is None:
@@ -344,6 +360,22 @@ def _sweep(socket_dir: str, protected: tuple[str, ...], timeout: float) -> int:
     return found.removed
 
 
+def _mark(request: SpawnRequest, profile: str | None) -> None:
+    """Mark the fresh session; a failure is a warning (the session runs, it is only not saved)."""
+    import sys  # noqa: PLC0415
+
+    from forge_tmux import snapshot  # noqa: PLC0415
+
+    marked = _query(request, *snapshot.mark_args(request, profile, sys.executable))
+    if not marked.ok:
+        log.warning(
+            "could not mark %s on %s as forge-tmux's (it will not be saved): %s",
+            request.session,
+            request.socket_name,
+            " ".join(marked.stderr.split()) or "timed out",
+        )
+
+
 def _query(request: SpawnRequest, *args: str) -> TmuxResult:
     return tmux.run(args, socket_name=request.socket_name, timeout=request.query_timeout)
 
@@ -375,7 +407,7 @@ def _wait_until_gone(path: str, timeout: float = GONE_TIMEOUT) -> None:
 
 
 def _create(request: SpawnRequest, plan: scope.ScopePlan) -> _Try:
-    args = new_session_args(request.session, request.command)
+    args = new_session_args(request.session, request.command, request.cwd)
     made = tmux.run(
         args,
         socket_name=request.socket_name,

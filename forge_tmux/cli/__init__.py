@@ -36,6 +36,12 @@ COMMANDS: Final[dict[str, str]] = {
     "notify": "forge_tmux.cli._telegram",
     "boot": "forge_tmux.cli._telegram",
     "bot": "forge_tmux.cli._telegram",
+    "ls": "forge_tmux.cli._sessions",
+    "attach": "forge_tmux.cli._sessions",
+    "peek": "forge_tmux.cli._sessions",
+    "kill": "forge_tmux.cli._sessions",
+    "save": "forge_tmux.cli._sessions",
+    "session-closed": "forge_tmux.cli._sessions",
 }
 # Global options that take a value, so the command name is found after them.
 _VALUED_GLOBALS: Final = frozenset({"--config"})

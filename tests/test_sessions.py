@@ -3,6 +3,7 @@ private TMUX_TMPDIR, through the real entry point."""
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import pty
@@ -51,6 +52,10 @@ def spawn_in(env: TmuxEnv, name: str, *command: str, cwd: str = "/") -> None:
 def server_pid(env: TmuxEnv, label: str) -> int:
     shown = env.tmux("-L", label, "display-message", "-p", "#{pid}", check=True)
     return int(shown.stdout)
+
+
+def dead(pid: int) -> bool:
+    return not pid_alive(pid)
 
 
 def snapshot_sessions(env: TmuxEnv) -> list[str]:
@@ -207,7 +212,8 @@ def test_attach_under_a_pty_shows_the_pane(tmux_env: TmuxEnv, workdir: str) -> N
     env = {**tmux_env.env, "TERM": "xterm"}
     pid, fd = pty.fork()
     if pid == 0:  # the child: the real entry point on a terminal
-        os.execve(sys.executable, [sys.executable, "-m", "forge_tmux", "attach", "alpha"], env)
+        argv = [sys.executable, "-m", "forge_tmux", "attach", "alpha"]
+        os.execve(sys.executable, argv, env)  # noqa: S606 - an argv, no shell
     seen = b""
     try:
         deadline = time.monotonic() + 15
@@ -227,9 +233,7 @@ def test_attach_under_a_pty_shows_the_pane(tmux_env: TmuxEnv, workdir: str) -> N
         os.close(fd)
 
 
-def test_attach_inside_tmux_opens_a_window_of_the_current_tmux(
-    tmux_env: TmuxEnv, cli: Cli
-) -> None:
+def test_attach_inside_tmux_opens_a_window_of_the_current_tmux(tmux_env: TmuxEnv, cli: Cli) -> None:
     spawn_in(tmux_env, "alpha", "sleep", "100000")
     outer = tmux_env.start("outer")
     env = {**tmux_env.env, "TMUX": f"{outer.path},{outer.pid},0"}
@@ -253,7 +257,7 @@ def test_reboot_restores_spawned_sessions_but_not_one_killed_on_purpose(
     for label in ("spawn-alpha", f"spawn-{hashed}"):
         pid = server_pid(tmux_env, label)
         os.kill(pid, signal.SIGKILL)
-        wait_for(lambda pid=pid: not pid_alive(pid))
+        wait_for(functools.partial(dead, pid))
         assert os.path.exists(tmux_env.path(label))
     result = cli("post-boot", "--restore", "--json")
     assert result.code == 0, result.err

@@ -160,6 +160,15 @@ class FakeBotAPI:
             self._cond.notify_all()
         return update_id
 
+    def add_callback(self, data: str, **kwargs: Any) -> int:
+        """Queue a pressed inline button (see `callback_update`); returns its id."""
+        with self._cond:
+            update_id = self._next_update
+            self._next_update += 1
+            self.updates.append(callback_update(data, update_id=update_id, **kwargs))
+            self._cond.notify_all()
+        return update_id
+
     # --- what happened ------------------------------------------------------------------------
 
     def calls_of(self, method: str) -> list[Call]:
@@ -297,3 +306,29 @@ def command_update(
     if edited:
         message["edit_date"] = int(time.time())
     return {"update_id": update_id, ("edited_message" if edited else "message"): message}
+
+
+_callback_ids = iter(range(1, 1 << 30))
+
+
+def callback_update(
+    data: str, *, update_id: int = 1, user_id: int = 1111, message_id: int = 1, chat_id: int = 0
+) -> dict[str, Any]:
+    """An update for a pressed inline-keyboard button with `data`, pressed by `user_id`, under
+    the bot's message `message_id`."""
+    return {
+        "update_id": update_id,
+        "callback_query": {
+            "id": str(next(_callback_ids)),
+            "from": {"id": user_id, "is_bot": False, "first_name": "u"},
+            "chat_instance": "1",
+            "data": data,
+            "message": {
+                "message_id": message_id,
+                "date": int(time.time()),
+                "chat": {"id": chat_id or user_id, "type": "private"},
+                "from": BOT_USER,
+                "text": "question",
+            },
+        },
+    }

@@ -51,6 +51,7 @@ _UNSAFE = re.compile(r"[^A-Za-z0-9_-]")
 # a name someone typed.
 _HASH_TAIL = re.compile(r"-[0-9a-f]{%d}\Z" % HASH_LEN)  # noqa: UP031 - a regex quantifier
 PANE_TAIL_LINES: Final = 10
+SAVE_UNIT: Final = "forge-tmux-save.service"  # systemd_units.SAVE_SERVICE (jinja2 stays off here)
 
 
 class Outcome(StrEnum):
@@ -406,13 +407,22 @@ def _wait_until_gone(path: str, timeout: float = GONE_TIMEOUT) -> None:
         time.sleep(0.01)
 
 
+def saved_before_stop(wrapper: Sequence[str]) -> tuple[str, ...]:
+    """The scope wrapper with `Before=forge-tmux-save.service` (pure): stop jobs run in reverse
+    order, so at shutdown the save unit's stop (the save) runs before this scope is stopped.
+    An ordering on a unit that is not installed is no error: it orders nothing."""
+    if not wrapper or wrapper[-1] != "--":
+        return tuple(wrapper)
+    return (*wrapper[:-1], f"--property=Before={SAVE_UNIT}", "--")
+
+
 def _create(request: SpawnRequest, plan: scope.ScopePlan) -> _Try:
     args = new_session_args(request.session, request.command, request.cwd)
     made = tmux.run(
         args,
         socket_name=request.socket_name,
         timeout=CREATE_TIMEOUT,
-        wrapper=plan.wrapper,
+        wrapper=saved_before_stop(plan.wrapper),
         env=plan.environ(),
     )
     if plan.wrapper and scope.scope_failed(made.returncode, made.stdout, made.stderr):

@@ -29,6 +29,7 @@ SWEEP_TIMER: Final = "forge-tmux-socket-sweep.timer"
 BOOT_SERVICE: Final = "forge-tmux-boot.service"
 BOT_SERVICE: Final = "forge-tmux-bot.service"
 POST_BOOT_SERVICE: Final = "forge-post-boot-sessions.service"
+SAVE_SERVICE: Final = "forge-tmux-save.service"  # saves the spawned sessions at shutdown
 TMPFILES: Final = "forge-tmux.conf"
 TMPFILES_DIR: Final = "/etc/tmpfiles.d"
 SYSTEM_UNIT_DIR: Final = "/etc/systemd/system"
@@ -158,7 +159,7 @@ def _state_dir(opts: RenderOptions) -> str:
 
 
 def file_names(opts: RenderOptions) -> tuple[str, ...]:
-    names = [SWEEP_SERVICE, SWEEP_TIMER, BOOT_SERVICE]
+    names = [SWEEP_SERVICE, SWEEP_TIMER, BOOT_SERVICE, SAVE_SERVICE]
     if opts.with_bot:
         names.append(BOT_SERVICE)
     if opts.with_post_boot:
@@ -400,7 +401,12 @@ def install(opts: RenderOptions) -> Outcome:
     steps = [
         ["daemon-reload"],
         ["enable", *written.units],
-        ["start", SWEEP_TIMER, *([BOT_SERVICE] if BOT_SERVICE in written.units else [])],
+        [
+            "start",
+            SWEEP_TIMER,
+            SAVE_SERVICE,
+            *([BOT_SERVICE] if BOT_SERVICE in written.units else []),
+        ],
         # The first sweep, through systemd: proves the unit works as installed.
         ["start", SWEEP_SERVICE],
     ]

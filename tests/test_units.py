@@ -19,6 +19,7 @@ from forge_tmux.systemd_units import (
     BOOT_SERVICE,
     BOT_SERVICE,
     POST_BOOT_SERVICE,
+    SAVE_SERVICE,
     SWEEP_SERVICE,
     SWEEP_TIMER,
     TMPFILES,
@@ -179,7 +180,15 @@ def test_cli_render_writes_the_files(tmp_path: Path) -> None:
     result = render_cli(tmp_path, "--mode", "system", "--out", str(out), "--with-post-boot")
     assert result.code == 0, result.err
     assert sorted(os.listdir(out)) == sorted(
-        [SWEEP_SERVICE, SWEEP_TIMER, BOOT_SERVICE, BOT_SERVICE, POST_BOOT_SERVICE, TMPFILES]
+        [
+            SWEEP_SERVICE,
+            SWEEP_TIMER,
+            BOOT_SERVICE,
+            SAVE_SERVICE,
+            BOT_SERVICE,
+            POST_BOOT_SERVICE,
+            TMPFILES,
+        ]
     )
     # Default ExecStart: the running forge-tmux, absolute.
     exec_start = value((out / SWEEP_SERVICE).read_text(), "ExecStart")[0]

@@ -17,6 +17,7 @@ from forge_tmux.systemd_units import (
     BOOT_SERVICE,
     BOT_SERVICE,
     POST_BOOT_SERVICE,
+    SAVE_SERVICE,
     SWEEP_SERVICE,
     SWEEP_TIMER,
     Identity,
@@ -81,12 +82,14 @@ def test_install_writes_enables_starts_and_records(home: Path, fake: FakeSystemc
     outcome = systemd_units.install(opts(with_bot=False))
     assert outcome.ok, outcome
     unit_dir = home / "config" / "systemd" / "user"
-    assert sorted(os.listdir(unit_dir)) == sorted([SWEEP_SERVICE, SWEEP_TIMER, BOOT_SERVICE])
+    assert sorted(os.listdir(unit_dir)) == sorted(
+        [SWEEP_SERVICE, SWEEP_TIMER, BOOT_SERVICE, SAVE_SERVICE]
+    )
     assert (home / "tmpfiles.d" / "forge-tmux.conf").exists()
     assert fake.calls == [
         ("daemon-reload",),
-        ("enable", SWEEP_SERVICE, SWEEP_TIMER, BOOT_SERVICE),
-        ("start", SWEEP_TIMER),
+        ("enable", SWEEP_SERVICE, SWEEP_TIMER, BOOT_SERVICE, SAVE_SERVICE),
+        ("start", SWEEP_TIMER, SAVE_SERVICE),
         ("start", SWEEP_SERVICE),
     ]
     manifest = systemd_units.load_manifest(Mode.USER)
@@ -112,7 +115,8 @@ def test_uninstall_removes_exactly_what_was_installed(home: Path, fake: FakeSyst
     (wants / SWEEP_SERVICE).symlink_to(unit_dir / SWEEP_SERVICE)
     outcome = systemd_units.uninstall(Mode.USER)
     assert outcome.ok, outcome
-    assert ("disable", "--now", SWEEP_SERVICE, SWEEP_TIMER, BOOT_SERVICE, BOT_SERVICE) in fake.calls
+    disable = ("disable", "--now", SWEEP_SERVICE, SWEEP_TIMER, BOOT_SERVICE, SAVE_SERVICE)
+    assert (*disable, BOT_SERVICE) in fake.calls
     assert files_under(home) == before  # the operator's unit and link are still there
     again = systemd_units.uninstall(Mode.USER)
     assert again.ok and again.notes == ("nothing installed (no manifest)",)

@@ -48,6 +48,7 @@ log = logging.getLogger(__name__)
 
 VERSION: Final = 1
 FILE_NAME: Final = "sessions.json"
+LAST_RESTORE: Final = "restore-last.json"  # what the last restore did, for the boot summary
 MARK_OPTION: Final = "@forge_tmux"
 # The hook's index in the session-closed array: ours, so an operator's own hooks stay.
 HOOK_INDEX: Final = 71
@@ -400,4 +401,26 @@ def restore(cfg: Config, socket_dir: str | None = None) -> RestoreResult:
             failed.append((entry.name, result.error or result.message))
     with editing() as current:
         current.shutdown = False
-    return RestoreResult(tuple(restored), tuple(running), tuple(failed))
+    done = RestoreResult(tuple(restored), tuple(running), tuple(failed))
+    report = {"at": time.time(), **done.to_json()}
+    write_atomic(os.path.join(state_dir(), LAST_RESTORE), json.dumps(report) + "\n")
+    return done
+
+
+def last_restore(since: float) -> list[str]:
+    """The lines of the restore that ran after `since` (epoch), for the boot summary; [] when
+    none did (restore is off, or it ran in an earlier boot)."""
+    try:
+        with open(os.path.join(state_dir(), LAST_RESTORE), encoding="utf-8") as fh:
+            data = json.load(fh)
+        if not isinstance(data, dict) or not float(data.get("at", 0)) >= since:
+            return []
+        failed = tuple((str(f["name"]), str(f["reason"])) for f in data.get("failed", []))
+        result = RestoreResult(
+            tuple(map(str, data.get("restored", []))),
+            tuple(map(str, data.get("already_running", []))),
+            failed,
+        )
+    except (OSError, ValueError, TypeError, KeyError):
+        return []
+    return result.lines()

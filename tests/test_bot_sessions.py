@@ -10,15 +10,18 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-from conftest import TmuxEnv, needs_tmux, pid_alive
+import test_bot_e2e
+from conftest import TmuxEnv, needs_tmux, pid_alive, wait_for
 from fake_bot_api import TOKEN, FakeBotAPI, callback_update, command_update
 from telegram import Update
+from test_bot_e2e import BotProcess, polling
 
 from forge_tmux import bot
 from forge_tmux.config import Config, parse
 from forge_tmux.notify import TelegramSettings
 
 pytestmark = needs_tmux
+start_bot = test_bot_e2e.start_bot  # the real bot process as a fixture, shared with the e2e tests
 
 ALICE = 1111
 BOB = 2222  # allowed too, but did not ask
@@ -214,3 +217,26 @@ def test_the_menu_is_registered_at_start(fake: FakeBotAPI) -> None:
     (call,) = fake.calls_of("setMyCommands")
     names = [c["command"] for c in json.loads(call.params["commands"])]
     assert {"list", "peek", "kill", "spawn"} <= set(names)
+
+
+def test_the_running_bot_sets_its_menu_and_kills_after_confirmation(
+    tmux_env: TmuxEnv, start_bot: Callable[[str], BotProcess]
+) -> None:
+    with FakeBotAPI() as fake:
+        process = start_bot(fake.base_url)
+        polling(fake)
+        (menu,) = fake.calls_of("setMyCommands")
+        assert "kill" in [c["command"] for c in json.loads(menu.params["commands"])]
+        asked = fake.calls_of("getUpdates")[-1].params["allowed_updates"]
+        assert "callback_query" in json.loads(asked)  # or the buttons would never arrive
+        fake.add_command("/spawn doomed sleeper", user_id=ALICE)
+        fake.wait_messages(1, timeout=30)
+        pid = server_pid(tmux_env, "spawn-doomed")
+        fake.add_command("/kill doomed", user_id=ALICE)
+        fake.wait_messages(2, timeout=30)
+        fake.add_callback(last_keyboard(fake)["Kill"], user_id=ALICE)
+        fake.wait_for(lambda: bool(fake.calls_of("editMessageText")), timeout=30)
+        assert "killed doomed" in fake.calls_of("editMessageText")[0].params["text"]
+        wait_for(lambda: not pid_alive(pid))
+        assert not os.path.lexists(tmux_env.path("spawn-doomed"))
+        process.stop()

@@ -132,7 +132,7 @@ def test_ls_shows_hung_servers_after_one_shared_timeout(tmux_env: TmuxEnv, cli: 
     finally:
         for server in servers:
             os.kill(server.pid, signal.SIGCONT)
-    assert result.code == 1  # a hung server is a problem worth an exit code
+    assert result.code == 0  # the listing was made; health --check is what fails on hung
     data = result.json()
     assert sorted(data["hung"]) == sorted(s.path for s in servers)
     assert [s["socket_name"] for s in data["sessions"]] == ["fine"]

@@ -347,8 +347,14 @@ class Bot:
         if self.sessions is None:
             await self._answer(update, "/list is not available")
             return
+        from telegram.constants import ParseMode  # noqa: PLC0415
+
         reply = await self._off_loop("/list", self.sessions.list)
-        await self._answer(update, reply.text)
+        if not reply.ok:
+            await self._answer(update, reply.text)
+        elif update.effective_message is not None:  # columns: monospace keeps them aligned
+            text = pre_block("tmux sessions", reply.text)
+            await update.effective_message.reply_text(text, parse_mode=ParseMode.HTML)
 
     async def on_peek(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         from telegram.constants import ParseMode  # noqa: PLC0415
@@ -560,14 +566,7 @@ class FleetActions:
         from forge_tmux import sessions  # noqa: PLC0415
 
         listing = sessions.list_sessions(self.dirs, timeout=self.cfg.health.timeout)
-        lines = [
-            f"{s.name} ({s.socket_name}) {s.windows}w {s.attached}a "
-            f"{sessions.age(s.created)}{' spawned' if s.spawned else ''}: {s.command}"
-            for s in listing.sessions
-        ]
-        lines += [f"dead socket: {os.path.basename(p)}" for p in listing.dead]
-        lines += [f"hung server: {os.path.basename(p)}" for p in listing.hung]
-        return Reply(True, "\n".join(lines) or "no tmux sessions")
+        return Reply(True, sessions.render_listing(listing))
 
     def _resolve(self, name: str) -> Target | Reply:
         from forge_tmux import sessions  # noqa: PLC0415

@@ -288,19 +288,24 @@ def peek(target: Target, lines: int = PEEK_DEFAULT, *, timeout: float = 2.0) -> 
     Trailing empty lines (the unused part of the screen) are not counted."""
     if not 1 <= lines <= PEEK_MAX:
         raise UsageError(f"--lines must be between 1 and {PEEK_MAX}, not {lines}")
-    shown = tmux.run(
-        ("capture-pane", "-p", "-J", "-S", f"-{lines}", "-t", f"={target.session}:"),
-        socket_path=target.socket_path,
-        timeout=timeout,
+    pane = f"={target.session}:"  # with the colon: capture-pane wants a pane
+    shown = _ask(
+        target, "read", "capture-pane", "-p", "-J", "-S", f"-{lines}", "-t", pane, timeout=timeout
     )
-    if shown.timed_out:
-        raise NotRunning(f"the server of {target.where()} does not answer (hung?)")
-    if not shown.ok:
-        raise NotRunning(f"cannot read {target.where()}: {' '.join(shown.stderr.split())}")
     text = shown.stdout.splitlines()
     while text and not text[-1].strip():
         text.pop()
     return "\n".join(text[-lines:])
+
+
+def _ask(target: Target, what: str, *args: str, timeout: float) -> tmux.TmuxResult:
+    """One tmux command on the target's socket; NotRunning (a one-line reason) unless it did."""
+    done = tmux.run(args, socket_path=target.socket_path, timeout=timeout)
+    if done.timed_out:
+        raise NotRunning(f"the server of {target.where()} does not answer (hung?)")
+    if not done.ok:
+        raise NotRunning(f"cannot {what} {target.where()}: {' '.join(done.stderr.split())}")
+    return done
 
 
 @dataclass(frozen=True, slots=True)
@@ -341,15 +346,7 @@ def kill(
     lock, the same-inode re-check, the kernel's bound-file check): never by a plain unlink."""
     if protected(target, protected_sockets):
         raise Refused(f"socket {target.socket_name} is protected; forge-tmux never kills there")
-    ended = tmux.run(
-        ("kill-session", "-t", f"={target.session}"),
-        socket_path=target.socket_path,
-        timeout=timeout,
-    )
-    if ended.timed_out:
-        raise NotRunning(f"the server of {target.where()} does not answer (hung?)")
-    if not ended.ok:
-        raise NotRunning(f"cannot kill {target.where()}: {' '.join(ended.stderr.split())}")
+    _ask(target, "kill", "kill-session", "-t", f"={target.session}", timeout=timeout)
     deadline = time.monotonic() + GONE_TIMEOUT
     state = probe_path(target.socket_path).state
     while state is SocketState.LIVE and time.monotonic() < deadline:

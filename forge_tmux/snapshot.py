@@ -276,6 +276,10 @@ def save(dirs: Sequence[str], *, timeout: float = 2.0, shutdown: bool = False) -
     now = time.time()
     live = [e for e in (_entry(s, now) for s in listing.sessions if s.spawned) if e is not None]
     answered = {os.path.basename(p) for p in listing.answered}
+    if not live and not os.path.exists(path()):
+        # Nothing spawned and nothing saved before: leave no file behind (the sweep timer runs
+        # this on machines that never spawn anything).
+        return SaveResult(path(), (), 0, shutdown)
     with editing() as snap:
         snap.entries = merge(snap.entries, live, answered)
         snap.saved_at = now

@@ -126,7 +126,8 @@ def test_list_and_peek(fake: FakeBotAPI, fleet: TmuxEnv) -> None:
 
     run(fake, Clock(), script)
     listed, peeked = fake.messages()
-    assert "alpha (spawn-alpha)" in listed and "home (homebase)" in listed
+    assert listed.startswith("tmux sessions\n<pre>")
+    assert "spawn-alpha" in listed and "homebase" in listed
     assert peeked.startswith("alpha: last 5 lines\n<pre>")
     assert "hello-from-alpha" in peeked
     assert "&lt;b&gt;&amp;amp;&lt;/b&gt;" in peeked  # the pane's text is escaped, never markup

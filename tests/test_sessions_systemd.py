@@ -6,12 +6,12 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import test_systemd_e2e
 from conftest import wait_for
-from systemd_user import UserManager, e2e_venv, missing_requirements
+from systemd_user import UserManager, missing_requirements
 
 pytestmark = [
     pytest.mark.systemd,
@@ -21,19 +21,9 @@ pytestmark = [
 SAVE = "forge-tmux-save.service"
 
 
-@pytest.fixture(scope="module")
-def venv() -> Path:
-    return e2e_venv()
-
-
-@pytest.fixture(scope="module")
-def manager() -> Iterator[UserManager]:
-    mgr = UserManager()
-    try:
-        mgr.start()
-        yield mgr
-    finally:
-        mgr.close()
+# The same throw-away manager and virtualenv fixtures as the other systemd end-to-end tests.
+venv = test_systemd_e2e.venv
+manager = test_systemd_e2e.manager
 
 
 def test_shutdown_saves_before_the_sessions_stop_and_boot_restores(

@@ -7,7 +7,8 @@ import os
 
 import pytest
 
-from forge_tmux import snapshot
+from forge_tmux import snapshot, systemd_units
+from forge_tmux.config import parse
 from forge_tmux.snapshot import Entry, merge
 
 
@@ -59,3 +60,19 @@ def test_boot_summary_lists_this_boots_restore(
         "  FAILED c: working directory /x does not exist",
     ]
     assert snapshot.last_restore(since=3000.0) == []  # an earlier boot's restore
+
+
+@pytest.mark.parametrize("mode", ["user", "system"])
+def test_the_save_unit_saves_on_stop_and_in_system_mode_stops_before_the_user_manager(
+    mode: str,
+) -> None:
+    opts = systemd_units.options(
+        parse({}),
+        systemd_units.Mode(mode),
+        exec_path="/usr/bin/forge-tmux",
+        user="root" if mode == "system" else None,
+    )
+    (unit,) = [f for f in systemd_units.render(opts) if f.name == systemd_units.SAVE_SERVICE]
+    assert "ExecStop=/usr/bin/forge-tmux save --shutdown" in unit.text
+    assert "RemainAfterExit=yes" in unit.text
+    assert ("After=user@0.service" in unit.text) == (mode == "system")

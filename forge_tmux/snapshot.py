@@ -153,9 +153,14 @@ def load(file: str) -> Snapshot:
 
 
 @contextlib.contextmanager
-def editing(directory: str | None = None) -> Iterator[Snapshot]:
-    """Read, change and atomically rewrite the snapshot under its flock."""
+def editing(directory: str | None = None, *, create: bool = False) -> Iterator[Snapshot]:
+    """Read, change and atomically rewrite the snapshot under its flock. Without `create`, a
+    snapshot that does not exist stays so (what is yielded is empty and not written): only a
+    save makes the file, so a machine that never spawned anything gets no state files."""
     file = path(directory)
+    if not create and not os.path.exists(file):
+        yield Snapshot()
+        return
     os.makedirs(os.path.dirname(file), mode=0o700, exist_ok=True)
     fd = os.open(file + ".lock", os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
     try:
@@ -280,7 +285,7 @@ def save(dirs: Sequence[str], *, timeout: float = 2.0, shutdown: bool = False) -
         # Nothing spawned and nothing saved before: leave no file behind (the sweep timer runs
         # this on machines that never spawn anything).
         return SaveResult(path(), (), 0, shutdown)
-    with editing() as snap:
+    with editing(create=True) as snap:
         snap.entries = merge(snap.entries, live, answered)
         snap.saved_at = now
         snap.shutdown = shutdown
@@ -407,7 +412,11 @@ def restore(cfg: Config, socket_dir: str | None = None) -> RestoreResult:
         current.shutdown = False
     done = RestoreResult(tuple(restored), tuple(running), tuple(failed))
     report = {"at": time.time(), **done.to_json()}
-    write_atomic(os.path.join(state_dir(), LAST_RESTORE), json.dumps(report) + "\n")
+    try:
+        os.makedirs(state_dir(), mode=0o700, exist_ok=True)
+        write_atomic(os.path.join(state_dir(), LAST_RESTORE), json.dumps(report) + "\n")
+    except OSError as exc:  # only the boot summary misses it
+        log.warning("cannot record the restore for the boot summary: %s", exc)
     return done
 
 

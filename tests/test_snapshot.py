@@ -76,3 +76,13 @@ def test_the_save_unit_saves_on_stop_and_in_system_mode_stops_before_the_user_ma
     assert "ExecStop=/usr/bin/forge-tmux save --shutdown" in unit.text
     assert "RemainAfterExit=yes" in unit.text
     assert ("After=user@0.service" in unit.text) == (mode == "system")
+
+
+def test_forgetting_and_closing_never_create_state_files(
+    tmp_path: object, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    state = os.path.join(str(tmp_path), "state")
+    monkeypatch.setenv("FORGE_TMUX_STATE_DIR", state)
+    assert snapshot.forget("spawn-x", "x") is False
+    assert snapshot.session_closed(os.path.join(str(tmp_path), "no-socket")) == 0
+    assert not os.path.exists(state)

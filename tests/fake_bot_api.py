@@ -153,19 +153,17 @@ class FakeBotAPI:
 
     def add_command(self, text: str, **kwargs: Any) -> int:
         """Queue an update for getUpdates (see `command_update`); returns its id."""
-        with self._cond:
-            update_id = self._next_update
-            self._next_update += 1
-            self.updates.append(command_update(text, update_id=update_id, **kwargs))
-            self._cond.notify_all()
-        return update_id
+        return self._queue(lambda update_id: command_update(text, update_id=update_id, **kwargs))
 
     def add_callback(self, data: str, **kwargs: Any) -> int:
         """Queue a pressed inline button (see `callback_update`); returns its id."""
+        return self._queue(lambda update_id: callback_update(data, update_id=update_id, **kwargs))
+
+    def _queue(self, make: Any) -> int:
         with self._cond:
             update_id = self._next_update
             self._next_update += 1
-            self.updates.append(callback_update(data, update_id=update_id, **kwargs))
+            self.updates.append(make(update_id))
             self._cond.notify_all()
         return update_id
 

@@ -30,6 +30,7 @@ from forge_tmux.config import BotConfig, Config, Profile
 from forge_tmux.errors import UsageError
 from forge_tmux.logs import NOTICE
 from forge_tmux.notify import TelegramSettings, escape, fit
+from forge_tmux.tmux import TmuxNotFound
 
 if TYPE_CHECKING:
     from telegram import Update
@@ -573,7 +574,7 @@ class FleetActions:
 
         try:
             return sessions.resolve(name, self.dirs, timeout=self.cfg.health.timeout)
-        except (sessions.NotRunning, sessions.Refused, UsageError) as exc:
+        except (sessions.NotRunning, sessions.Refused, UsageError, TmuxNotFound) as exc:
             return Reply(False, str(exc))
 
     def peek(self, name: str, lines: int) -> Reply:
@@ -584,7 +585,7 @@ class FleetActions:
             return found
         try:
             return Reply(True, sessions.peek(found, lines, timeout=self.cfg.health.timeout))
-        except sessions.NotRunning as exc:
+        except (sessions.NotRunning, TmuxNotFound) as exc:
             return Reply(False, str(exc))
 
     def find(self, name: str) -> Target | Reply:
@@ -605,7 +606,7 @@ class FleetActions:
                 timeout=self.cfg.health.timeout,
                 sweep_timeout=self.cfg.sweep.timeout,
             )
-        except (sessions.NotRunning, sessions.Refused) as exc:
+        except (sessions.NotRunning, sessions.Refused, TmuxNotFound) as exc:
             return Reply(False, str(exc))
         snapshot.forget(target.socket_name, target.session)
         return Reply(True, result.message())

@@ -307,3 +307,13 @@ def test_a_crashed_server_stays_in_the_snapshot(tmux_env: TmuxEnv, cli: Cli) -> 
     wait_for(lambda: not pid_alive(pid))
     assert cli("save").code == 0
     assert snapshot_sessions(tmux_env) == ["crashy"]
+
+
+def test_without_tmux_each_command_says_so_in_one_line(tmux_env: TmuxEnv, cli: Cli) -> None:
+    env = {**tmux_env.env, "PATH": os.path.join(tmux_env.root, "empty")}
+    spawn_in(tmux_env, "alpha", "sleep", "100000")  # a live server to ask: tmux is needed
+    for args in (("kill", "alpha"), ("peek", "alpha"), ("attach", "alpha"), ("kill", "x")):
+        result = cli(*args, env=env)
+        assert result.code == 1, (args, result.err)
+        assert "Traceback" not in result.err and result.err.count("\n") == 1
+    assert cli("ls", env=env).code == 0

@@ -18,6 +18,7 @@ from forge_tmux.cli.common import (
     start_logging,
     state,
 )
+from forge_tmux.tmux import TmuxNotFound
 
 if TYPE_CHECKING:
     from forge_tmux.sessions import Target
@@ -50,7 +51,7 @@ def _target(ctx: typer.Context, name: str, socket_name: str | None, json_out: bo
         return sessions.resolve(
             name, socket_dirs(cfg, None), socket_name=socket_name, timeout=cfg.health.timeout
         )
-    except (sessions.NotRunning, sessions.Refused) as exc:
+    except (sessions.NotRunning, sessions.Refused, TmuxNotFound) as exc:
         _fail(json_out, str(exc))
     raise AssertionError  # unreachable: _fail exits
 
@@ -93,7 +94,10 @@ def attach(
 
     start_logging(ctx)
     target = _target(ctx, name, socket_name, json_out)
-    plan = sessions.attach_plan(target)
+    try:
+        plan = sessions.attach_plan(target)
+    except TmuxNotFound as exc:
+        _fail(json_out, str(exc))
     if json_out:
         emit_json({"ok": True, "argv": list(plan.argv), "message": plan.message})
         finish(0)
@@ -127,7 +131,7 @@ def peek(
     target = _target(ctx, name, socket_name, json_out)
     try:
         text = sessions.peek(target, lines, timeout=state(ctx).config.health.timeout)
-    except sessions.NotRunning as exc:
+    except (sessions.NotRunning, TmuxNotFound) as exc:
         _fail(json_out, str(exc))
     if json_out:
         emit_json(
@@ -159,7 +163,7 @@ def kill(
             timeout=cfg.health.timeout,
             sweep_timeout=cfg.sweep.timeout,
         )
-    except (sessions.NotRunning, sessions.Refused) as exc:
+    except (sessions.NotRunning, sessions.Refused, TmuxNotFound) as exc:
         _fail(json_out, str(exc))
     snapshot.forget(target.socket_name, target.session)  # ended on purpose: never restored
     if json_out:

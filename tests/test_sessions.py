@@ -317,3 +317,22 @@ def test_without_tmux_each_command_says_so_in_one_line(tmux_env: TmuxEnv, cli: C
         assert result.code == 1, (args, result.err)
         assert "Traceback" not in result.err and result.err.count("\n") == 1
     assert cli("ls", env=env).code == 0
+
+
+def test_restore_reports_a_session_it_cannot_bring_back_and_exits_1(
+    tmux_env: TmuxEnv, cli: Cli, workdir: str
+) -> None:
+    spawn_in(tmux_env, "nomad", "sleep", "100000", cwd=workdir)
+    assert cli("save").code == 0
+    pid = server_pid(tmux_env, "spawn-nomad")
+    os.kill(pid, signal.SIGKILL)
+    wait_for(functools.partial(dead, pid))
+    os.rmdir(workdir)
+    result = cli("post-boot", "--restore", "--json")
+    assert result.code == 1
+    data = result.json()
+    assert data["restored"] == [] and data["already_running"] == []
+    assert data["failed"] == [
+        {"name": "nomad", "reason": f"working directory {workdir} does not exist"}
+    ]
+    assert snapshot_sessions(tmux_env) == ["nomad"]  # kept for a later try

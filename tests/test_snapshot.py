@@ -9,6 +9,7 @@ import pytest
 
 from forge_tmux import snapshot, systemd_units
 from forge_tmux.config import parse
+from forge_tmux.errors import ConfigError
 from forge_tmux.snapshot import Entry, merge
 
 
@@ -86,3 +87,10 @@ def test_forgetting_and_closing_never_create_state_files(
     assert snapshot.forget("spawn-x", "x") is False
     assert snapshot.session_closed(os.path.join(str(tmp_path), "no-socket")) == 0
     assert not os.path.exists(state)
+
+
+def test_boot_restore_key() -> None:
+    assert parse({"boot": {"restore": True}}).boot.restore is True
+    assert parse({}).boot.restore is False
+    with pytest.raises(ConfigError, match=r"'boot\.restore' must be true or false"):
+        parse({"boot": {"restore": 1}})

@@ -535,12 +535,21 @@ class FleetActions:
 
         try:
             request = harness.request_for(
-                self.cfg, name, profile.command, wait_for=profile.wait_for
+                self.cfg,
+                name,
+                profile.command,
+                wait_for=profile.wait_for,
+                profile=self._profile_name(profile),
             )
         except UsageError as exc:
             return Reply(False, f"cannot spawn {name}: {exc}")
         result = harness.spawn_for(self.cfg, request)
         return Reply(result.ok, spawn_text(result))
+
+    def _profile_name(self, profile: Profile) -> str | None:
+        """The configured name of `profile` (kept in the saved snapshot); None for the shell."""
+        found = [n for n, p in self.cfg.spawn.profiles.items() if p == profile]
+        return found[0] if found else None
 
     def health(self) -> Reply:
         from forge_tmux import health  # noqa: PLC0415

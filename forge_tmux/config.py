@@ -125,16 +125,16 @@ def _opt_str(value: Any, name: str) -> str | None:
     return _str(value, name)
 
 
-def _nonempty_str(value: Any, name: str) -> str:
-    if not _str(value, name):
-        raise ConfigError(f"'{name}' must not be empty")
-    return str(value)
-
-
 def _bool(value: Any, name: str) -> bool:
     if not isinstance(value, bool):
         raise ConfigError(f"'{name}' must be true or false")
     return value
+
+
+def _nonempty_str(value: Any, name: str) -> str:
+    if not _str(value, name):
+        raise ConfigError(f"'{name}' must not be empty")
+    return str(value)
 
 
 def _positive(value: Any, name: str) -> float:

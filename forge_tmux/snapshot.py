@@ -175,7 +175,7 @@ def editing(directory: str | None = None, *, create: bool = False) -> Iterator[S
 # ---- marking what the harness spawned --------------------------------------------------------
 
 
-def mark_value(request: SpawnRequest, profile: str | None) -> str:
+def mark_value(request: SpawnRequest) -> str:
     """The `@forge_tmux` value: one JSON line (no newline, so list-sessions stays one line)."""
     return json.dumps(
         {
@@ -184,7 +184,7 @@ def mark_value(request: SpawnRequest, profile: str | None) -> str:
             "socket_name": request.socket_name,
             "argv": list(request.command),
             "cwd": request.cwd or os.getcwd(),
-            "profile": profile,
+            "profile": request.profile,
             "wait_for": request.wait_for,
         },
         ensure_ascii=True,
@@ -206,14 +206,14 @@ def hook_command(socket_path: str, executable: str, directory: str) -> str | Non
     return f"run-shell '{record}' ; if-shell -F '#{{S:x}}' '' kill-server"
 
 
-def mark_args(request: SpawnRequest, profile: str | None, executable: str) -> tuple[str, ...]:
+def mark_args(request: SpawnRequest, executable: str) -> tuple[str, ...]:
     """One tmux call (three commands) that marks a fresh session as forge-tmux's (pure)."""
     args: tuple[str, ...] = (
         "set-option",
         "-t",
         f"={request.session}:",  # a pane target: `=NAME` alone is no pane to set-option
         MARK_OPTION,
-        mark_value(request, profile),
+        mark_value(request),
     )
     hook = hook_command(request.socket_path, executable, state_dir())
     if hook is None:
@@ -389,6 +389,7 @@ def restore(cfg: Config, socket_dir: str | None = None) -> RestoreResult:
                 wait_for=entry.wait_for,
                 socket_dir=socket_dir,
                 cwd=entry.cwd,
+                profile=entry.profile,
             )
         except UsageError as exc:
             failed.append((entry.name, str(exc)))
@@ -401,7 +402,7 @@ def restore(cfg: Config, socket_dir: str | None = None) -> RestoreResult:
         if not os.path.isdir(entry.cwd):
             failed.append((entry.name, f"working directory {entry.cwd} does not exist"))
             continue
-        result = spawn.spawn_for(cfg, request, profile=entry.profile)
+        result = spawn.spawn_for(cfg, request)
         if result.outcome is spawn.Outcome.SPAWNED:
             restored.append(entry.name)
         elif result.outcome is spawn.Outcome.ALREADY_RUNNING:

@@ -74,6 +74,7 @@ class SpawnRequest:
     ready_timeout: float = 30.0
     query_timeout: float = QUERY_TIMEOUT  # has-session, capture-pane
     cwd: str | None = None  # None: the spawner's own working directory (tmux's default)
+    profile: str | None = None  # the bot's profile it came from, kept in the saved snapshot
 
 
 @dataclass(frozen=True, slots=True)
@@ -167,6 +168,7 @@ def make_request(
     socket_dir: str | None = None,
     query_timeout: float = QUERY_TIMEOUT,
     cwd: str | None = None,
+    profile: str | None = None,
 ) -> SpawnRequest:
     """Validate everything that can be wrong with a spawn before anything is run."""
     directory = tmux_socket_dir() if socket_dir is None else socket_dir
@@ -187,7 +189,16 @@ def make_request(
     if cwd is not None and not os.path.isabs(cwd):
         raise UsageError(f"the working directory must be an absolute path, not {cwd!r}")
     return SpawnRequest(
-        name, session, label, path, tuple(command), wait_for, ready_timeout, query_timeout, cwd
+        name,
+        session,
+        label,
+        path,
+        tuple(command),
+        wait_for,
+        ready_timeout,
+        query_timeout,
+        cwd,
+        profile,
     )
 
 
@@ -201,6 +212,7 @@ def request_for(
     ready_timeout: float | None = None,
     socket_dir: str | None = None,
     cwd: str | None = None,
+    profile: str | None = None,
 ) -> SpawnRequest:
     """`make_request` with the config's protected sockets and timeouts (CLI, post-boot, bot)."""
     return make_request(
@@ -213,14 +225,13 @@ def request_for(
         socket_dir=socket_dir,
         query_timeout=cfg.health.timeout,
         cwd=cwd,
+        profile=profile,
     )
 
 
-def spawn_for(cfg: Config, request: SpawnRequest, *, profile: str | None = None) -> SpawnResult:
+def spawn_for(cfg: Config, request: SpawnRequest) -> SpawnResult:
     """`spawn` with the config's protected sockets and sweep timeout."""
-    return spawn(
-        request, protected=cfg.protected_sockets, sweep_timeout=cfg.sweep.timeout, profile=profile
-    )
+    return spawn(request, protected=cfg.protected_sockets, sweep_timeout=cfg.sweep.timeout)
 
 
 # ---- argument vectors (pure) ---------------------------------------------------------------
@@ -278,11 +289,10 @@ def spawn(
     *,
     protected: Iterable[str] = (),
     sweep_timeout: float = 2.0,
-    profile: str | None = None,
 ) -> SpawnResult:
     """Start the session described by `request` (see the module docstring for the flow).
     A verified session is marked as forge-tmux's (`snapshot.mark_args`: what `save` keeps,
-    and the hook that records a deliberate end); `profile` is written into that mark."""
+    and the hook that records a deliberate end)."""
     protected = tuple(protected)
     socket_dir = os.path.dirname(request.socket_path)
     cleaned = _sweep(socket_dir, protected, sweep_timeout)
@@ -319,7 +329,7 @@ def spawn(
         return _result(request, Outcome.ALREADY_RUNNING, cleaned, attempt, error, error)
     if not made.created:
         return _result(request, Outcome.FAILED, cleaned, attempt, failed, "; ".join(reasons))
-    _mark(request, profile)
+    _mark(request)
     message = spawn_message(request.session, request.socket_name, cleaned, attempt)
     pid = made.server_pid
     if request.wait_for is None:
@@ -361,13 +371,13 @@ def _sweep(socket_dir: str, protected: tuple[str, ...], timeout: float) -> int:
     return found.removed
 
 
-def _mark(request: SpawnRequest, profile: str | None) -> None:
+def _mark(request: SpawnRequest) -> None:
     """Mark the fresh session; a failure is a warning (the session runs, it is only not saved)."""
     import sys  # noqa: PLC0415
 
     from forge_tmux import snapshot  # noqa: PLC0415
 
-    marked = _query(request, *snapshot.mark_args(request, profile, sys.executable))
+    marked = _query(request, *snapshot.mark_args(request, sys.executable))
     if not marked.ok:
         log.warning(
             "could not mark %s on %s as forge-tmux's (it will not be saved): %s",

@@ -199,7 +199,8 @@ def hook_command(socket_path: str, executable: str, directory: str) -> str | Non
     if not all(_PLAIN.match(p) for p in (socket_path, executable, directory)):
         return None
     record = (
-        f"FORGE_TMUX_STATE_DIR={directory} {executable} -m forge_tmux session-closed "
+        # -I: the session's working directory (a checkout, say) never shadows forge_tmux.
+        f"FORGE_TMUX_STATE_DIR={directory} {executable} -I -m forge_tmux session-closed "
         f"--socket-path {socket_path} >/dev/null 2>&1"
     )
     # `#{S:x}` is empty when no session is left: then end the server that exit-empty keeps.

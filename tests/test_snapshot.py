@@ -28,6 +28,7 @@ def test_merge_keeps_crashed_drops_ended_and_adds_live() -> None:
 def test_hook_command_refuses_paths_a_shell_or_tmux_would_read() -> None:
     good = snapshot.hook_command("/tmp/tmux-1/spawn-a", "/usr/bin/python3", "/home/u/.state")
     assert good is not None and "session-closed --socket-path /tmp/tmux-1/spawn-a" in good
+    assert "/usr/bin/python3 -I -m forge_tmux" in good  # the cwd never shadows the package
     for bad in ("/tmp/a b", "/tmp/$(x)", "/tmp/#{x}", "/tmp/a'b", "/tmp/a;b"):
         assert snapshot.hook_command(bad, "/usr/bin/python3", "/s") is None
         assert snapshot.hook_command("/tmp/s", bad, "/s") is None

@@ -135,6 +135,7 @@ class BootReport:
     sessions: list[SessionStatus] = field(default_factory=list)
     row: str = ""
     events: list[str] = field(default_factory=list)
+    restore: list[str] = field(default_factory=list)  # post-boot --restore's lines, this boot
 
     @property
     def ok(self) -> bool:
@@ -146,6 +147,7 @@ class BootReport:
             up = sum(1 for s in self.sessions if s.running)
             lines.append(f"post-boot sessions: {up} of {len(self.sessions)} running")
             lines += [f"  {s.line()}" for s in self.sessions]
+        lines += self.restore
         lines.append(self.row)
         lines += self.events
         return lines
@@ -188,11 +190,28 @@ def boot(cfg: Config, dirs: Sequence[str], *, notifying: bool = True) -> BootRep
     except Exception:
         log.exception("boot: could not check the post-boot sessions")
     try:
+        from forge_tmux import snapshot  # noqa: PLC0415
+
+        summary.restore = snapshot.last_restore(since=_booted_at())
+    except Exception:
+        log.exception("boot: could not read what the restore did")
+    try:
         summary.row, summary.events = health_events(cfg, dirs, remember=notifying)
     except Exception:
         log.exception("boot: could not check socket health")
         summary.row = "tmux sockets: health check failed (see the journal)"
     return summary
+
+
+def _booted_at() -> float:
+    """When this machine booted (epoch), from /proc/uptime; 0 when unknown."""
+    import time  # noqa: PLC0415
+
+    try:
+        with open("/proc/uptime", encoding="ascii") as fh:
+            return time.time() - float(fh.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 0.0
 
 
 def sweep_notice(cfg: Config, dirs: Sequence[str], result: janitor.SweepResult) -> str | None:

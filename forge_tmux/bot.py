@@ -26,18 +26,22 @@ import os
 import pwd
 import time
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Final, NamedTuple, Protocol
+from typing import TYPE_CHECKING, Final, NamedTuple, Protocol, TypeVar
 
 from forge_tmux.config import BotConfig, Config, Profile
 from forge_tmux.errors import UsageError
 from forge_tmux.logs import NOTICE
 from forge_tmux.notify import TelegramSettings, escape, fit
+from forge_tmux.tmux import TmuxNotFound
 
 if TYPE_CHECKING:
     from telegram import Update
     from telegram.ext import Application, ContextTypes
 
+    from forge_tmux.sessions import Target
+
 log = logging.getLogger(__name__)
+_R = TypeVar("_R")
 
 # Long-poll length asked of the Bot API; a SIGTERM cancels the poll, so this does not delay a stop.
 POLL_TIMEOUT: Final = 10.0
@@ -61,6 +65,57 @@ class Actions(Protocol):
     def health(self) -> Reply: ...
 
     def sweep(self) -> Reply: ...
+
+
+class SessionActions(Protocol):
+    """`/list`, `/peek`, `/kill`. Blocking calls: the bot runs them in a worker thread."""
+
+    def list(self) -> Reply: ...
+
+    def peek(self, name: str, lines: int) -> Reply: ...
+
+    def find(self, name: str) -> Target | Reply:
+        """The running session NAME that may be killed, or the answer why not."""
+        ...
+
+    def kill(self, target: Target) -> Reply: ...
+
+
+# How long a /kill question may be answered; later answers do nothing and say so.
+CONFIRM_SECONDS: Final = 60.0
+PEEK_LINES: Final = 20
+MAX_MESSAGE: Final = 4096
+# The `/` menu Telegram shows (set_my_commands at start).
+MENU: Final = (
+    ("spawn", "NAME [PROFILE]: start a session on its own socket"),
+    ("list", "every tmux session"),
+    ("peek", "NAME [N]: the last lines of a session"),
+    ("kill", "NAME: end a session (asks first)"),
+    ("health", "the socket-health row"),
+    ("sweep", "remove stale sockets"),
+    ("help", "what the bot does"),
+)
+
+
+class PendingKill(NamedTuple):
+    user_id: int
+    target: Target
+    asked_at: float  # the bot's monotonic clock
+
+
+def pre_block(title: str, text: str, limit: int = MAX_MESSAGE) -> str:
+    """`title` and `text` in a `<pre>` block, escaped; when too long for one message the
+    oldest lines go (the newest output is what a peek is for)."""
+    head = f"{escape(title)}\n<pre>"
+    lines = text.splitlines() or [""]
+    body = escape("\n".join(lines))
+    while len(head) + len(body) + len("</pre>") > limit and len(lines) > 1:
+        lines = lines[len(lines) // 8 or 1 :]
+        body = escape("\n".join(lines))
+    room = limit - len(head) - len("</pre>")
+    if len(body) > room:  # one enormous line: keep its end, never half an entity
+        body = escape(lines[-1][-(room // 5) :])
+    return f"{head}{body}</pre>"
 
 
 def allowed_users(cfg: BotConfig, environ: Mapping[str, str] | None = None) -> frozenset[int]:
@@ -158,6 +213,8 @@ def help_text(cfg: Config) -> str:
         f"  profiles: {profiles}; default: {default}\n"
         "/health: the tmux socket-health row\n"
         "/sweep: remove stale tmux sockets and say what was removed\n"
+        "/list: every tmux session; /peek NAME [N]: its last N lines (20)\n"
+        "/kill NAME: end a session (asks first; only the asker can confirm, for 60 s)\n"
         "/help: this text"
     )
 
@@ -172,11 +229,16 @@ class Bot:
         settings: TelegramSettings,
         actions: Actions,
         users: frozenset[int],
+        sessions: SessionActions | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.cfg = cfg
         self.settings = settings
         self.actions = actions
         self.users = users
+        self.sessions = sessions
+        self.clock = clock
+        self.pending: dict[str, PendingKill] = {}
         self.chats = frozenset(cfg.bot.allowed_chat_ids)
         self.rate = RateLimit(cfg.bot.spawns_per_minute)
         self.forward_notice = OncePerMinute()
@@ -211,8 +273,29 @@ class Bot:
         app.add_handler(CommandHandler("sweep", self.on_sweep, filters=fresh, block=False))
         app.add_handler(CommandHandler("health", self.on_health, filters=fresh, block=False))
         app.add_handler(CommandHandler(["help", "start"], self.on_help, filters=fresh))
+        self._add_session_handlers(app)
         app.add_error_handler(self.on_error)
         return app
+
+    def _add_session_handlers(self, app: Application) -> None:  # type: ignore[type-arg]
+        from telegram.ext import CallbackQueryHandler, CommandHandler, filters  # noqa: PLC0415
+
+        fresh = filters.UpdateType.MESSAGE
+        app.add_handler(CommandHandler("list", self.on_list, filters=fresh, block=False))
+        app.add_handler(CommandHandler("peek", self.on_peek, filters=fresh, block=False))
+        app.add_handler(CommandHandler("kill", self.on_kill, filters=fresh, block=False))
+        app.add_handler(CallbackQueryHandler(self.on_kill_answer, pattern=r"^kill:", block=False))
+        app.post_init = self.register_commands
+
+    async def register_commands(self, app: Application) -> None:  # type: ignore[type-arg]
+        """Telegram's `/` menu lists the commands; failing to set it is only a warning."""
+        from telegram import BotCommand  # noqa: PLC0415
+        from telegram.error import TelegramError  # noqa: PLC0415
+
+        try:
+            await app.bot.set_my_commands([BotCommand(name, text) for name, text in MENU])
+        except TelegramError as exc:
+            log.warning("could not set the bot's command menu: %s", exc)
 
     # --- the gate -----------------------------------------------------------------------------
 
@@ -233,6 +316,8 @@ class Bot:
         if not self.admits(user_id, chat_id):
             log.warning("ignored an update from user %s in chat %s: not allowed", user_id, chat_id)
             raise ApplicationHandlerStop
+        if update.callback_query is not None:
+            return  # a button pressed under a /kill question: on_kill_answer judges it
         message = update.message
         if message is None:
             log.info("ignored a non-message update from user %s (edits never re-run)", user_id)
@@ -292,13 +377,121 @@ class Bot:
         reply = await self._off_loop("/health", self.actions.health)
         await self._answer(update, reply.text)
 
-    async def _off_loop(self, what: str, action: Callable[..., Reply], *args: object) -> Reply:
+    async def _off_loop(self, what: str, action: Callable[..., _R], *args: object) -> _R | Reply:
         """Run a blocking action in a worker thread; a bug in it is an answer, not silence."""
         try:
             return await asyncio.to_thread(action, *args)
         except Exception:
             log.exception("%s failed", what)
             return Reply(False, f"{what} failed: internal error (see the bot's log)")
+
+    # --- sessions: /list, /peek, /kill ----------------------------------------------------------
+
+    async def on_list(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        if self.sessions is None:
+            await self._answer(update, "/list is not available")
+            return
+        from telegram.constants import ParseMode  # noqa: PLC0415
+
+        reply = await self._off_loop("/list", self.sessions.list)
+        if not reply.ok:
+            await self._answer(update, reply.text)
+        elif update.effective_message is not None:  # columns: monospace keeps them aligned
+            text = pre_block("tmux sessions", reply.text)
+            await update.effective_message.reply_text(text, parse_mode=ParseMode.HTML)
+
+    async def on_peek(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        from telegram.constants import ParseMode  # noqa: PLC0415
+
+        args = context.args or []
+        lines = PEEK_LINES
+        if len(args) == 2 and args[1].isdigit() and 1 <= int(args[1]) <= 1000:
+            lines = int(args[1])
+        elif len(args) != 1:
+            await self._answer(update, "usage: /peek NAME [N] (N from 1 to 1000, default 20)")
+            return
+        if self.sessions is None:
+            await self._answer(update, "/peek is not available")
+            return
+        reply = await self._off_loop("/peek", self.sessions.peek, args[0], lines)
+        if not reply.ok:
+            await self._answer(update, reply.text)
+            return
+        title = f"{args[0]}: last {lines} lines"
+        if update.effective_message is not None:
+            await update.effective_message.reply_text(
+                pre_block(title, reply.text), parse_mode=ParseMode.HTML
+            )
+
+    async def on_kill(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        """Ask first, with buttons: only the asker can confirm, within CONFIRM_SECONDS."""
+        import secrets  # noqa: PLC0415
+
+        from telegram import InlineKeyboardButton, InlineKeyboardMarkup  # noqa: PLC0415
+        from telegram.constants import ParseMode  # noqa: PLC0415
+
+        args = context.args or []
+        if len(args) != 1:
+            await self._answer(update, "usage: /kill NAME")
+            return
+        if self.sessions is None:
+            await self._answer(update, "/kill is not available")
+            return
+        found = await self._off_loop("/kill", self.sessions.find, args[0])
+        if isinstance(found, Reply):
+            await self._answer(update, found.text)
+            return
+        user_id = update.effective_user.id if update.effective_user else 0
+        self._forget_expired()
+        token = secrets.token_hex(8)
+        self.pending[token] = PendingKill(user_id, found, self.clock())
+        keyboard = InlineKeyboardMarkup(
+            [
+                [
+                    InlineKeyboardButton("Kill", callback_data=f"kill:yes:{token}"),
+                    InlineKeyboardButton("Cancel", callback_data=f"kill:no:{token}"),
+                ]
+            ]
+        )
+        question = f"Kill {found.where()}? (answer within {CONFIRM_SECONDS:g} s)"
+        if update.effective_message is not None:
+            await update.effective_message.reply_text(
+                escape(question), parse_mode=ParseMode.HTML, reply_markup=keyboard
+            )
+
+    def _forget_expired(self) -> None:
+        now = self.clock()
+        for token, ask in list(self.pending.items()):
+            if now - ask.asked_at > CONFIRM_SECONDS * 10:  # long gone: keep the table small
+                del self.pending[token]
+
+    async def on_kill_answer(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        query = update.callback_query
+        if query is None:
+            return
+        _, choice, token = (query.data or "kill::").split(":", 2)
+        ask = self.pending.get(token)
+        user_id = query.from_user.id if query.from_user else None
+        if ask is None or self.clock() - ask.asked_at > CONFIRM_SECONDS:
+            self.pending.pop(token, None)
+            await query.answer("this question has expired; nothing was done")
+            await query.edit_message_text("expired: nothing was done (ask again with /kill)")
+            return
+        if user_id != ask.user_id:
+            log.warning("user %s pressed a /kill button of user %s: ignored", user_id, ask.user_id)
+            await query.answer("only the user who asked can answer", show_alert=True)
+            return
+        del self.pending[token]
+        if choice != "yes":
+            await query.answer("cancelled")
+            await query.edit_message_text(f"cancelled: {ask.target.where()} keeps running")
+            return
+        log.log(NOTICE, "user %s: /kill %s confirmed", user_id, ask.target.where())
+        await query.answer("killing")
+        assert self.sessions is not None  # noqa: S101 - a question exists only with sessions
+        async with self._work:
+            reply = await self._off_loop("/kill", self.sessions.kill, ask.target)
+        await query.edit_message_text(reply.text)
 
     async def on_help(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         await self._answer(update, help_text(self.cfg))
@@ -348,7 +541,8 @@ def run(cfg: Config, settings: TelegramSettings, actions: Actions, users: frozen
 
     if not users:
         log.warning("bot.allowed_user_ids is empty: the bot will answer nobody")
-    app = Bot(cfg, settings, actions, users).build()
+    sessions = actions if isinstance(actions, FleetActions) else None
+    app = Bot(cfg, settings, actions, users, sessions).build()
     for name in ("telegram.ext", "telegram.ext.Updater", "telegram.ext.Application"):
         logging.getLogger(name).addFilter(NetworkTroubleOneLine())
     log.log(NOTICE, "bot polling %s for %d allowed user(s)", _host(settings.api_url), len(users))
@@ -357,7 +551,7 @@ def run(cfg: Config, settings: TelegramSettings, actions: Actions, users: frozen
             timeout=int(POLL_TIMEOUT),
             bootstrap_retries=-1,  # started before the network: wait for it, never die
             drop_pending_updates=True,  # commands queued while the bot was down never run
-            allowed_updates=[Update.MESSAGE],
+            allowed_updates=[Update.MESSAGE, Update.CALLBACK_QUERY],
         )
     except InvalidToken:
         log.error("Telegram rejected the bot token; check FORGE_TMUX_TELEGRAM_TOKEN")  # noqa: TRY400
@@ -384,12 +578,21 @@ class FleetActions:
 
         try:
             request = harness.request_for(
-                self.cfg, name, profile.command, wait_for=profile.wait_for
+                self.cfg,
+                name,
+                profile.command,
+                wait_for=profile.wait_for,
+                profile=self._profile_name(profile),
             )
         except UsageError as exc:
             return Reply(False, f"cannot spawn {name}: {exc}")
         result = harness.spawn_for(self.cfg, request)
         return Reply(result.ok, spawn_text(result))
+
+    def _profile_name(self, profile: Profile) -> str | None:
+        """The configured name of `profile` (kept in the saved snapshot); None for the shell."""
+        found = [n for n, p in self.cfg.spawn.profiles.items() if p == profile]
+        return found[0] if found else None
 
     def health(self) -> Reply:
         from forge_tmux import health  # noqa: PLC0415
@@ -409,3 +612,53 @@ class FleetActions:
         for level, text in janitor.log_events(result):
             log.log(level, "%s", text)
         return Reply(result.ok, "\n".join([sweep_line(result), *sweep_details(result)]))
+
+    # --- sessions -----------------------------------------------------------------------------
+
+    def list(self) -> Reply:
+        from forge_tmux import sessions  # noqa: PLC0415
+
+        listing = sessions.list_sessions(self.dirs, timeout=self.cfg.health.timeout)
+        return Reply(True, sessions.render_listing(listing))
+
+    def _resolve(self, name: str) -> Target | Reply:
+        from forge_tmux import sessions  # noqa: PLC0415
+
+        try:
+            return sessions.resolve(name, self.dirs, timeout=self.cfg.health.timeout)
+        except (sessions.NotRunning, sessions.Refused, UsageError, TmuxNotFound) as exc:
+            return Reply(False, str(exc))
+
+    def peek(self, name: str, lines: int) -> Reply:
+        from forge_tmux import sessions  # noqa: PLC0415
+
+        found = self._resolve(name)
+        if isinstance(found, Reply):
+            return found
+        try:
+            return Reply(True, sessions.peek(found, lines, timeout=self.cfg.health.timeout))
+        except (sessions.NotRunning, TmuxNotFound) as exc:
+            return Reply(False, str(exc))
+
+    def find(self, name: str) -> Target | Reply:
+        from forge_tmux import sessions  # noqa: PLC0415
+
+        found = self._resolve(name)
+        if not isinstance(found, Reply) and sessions.protected(found, self.cfg.protected_sockets):
+            return Reply(False, f"socket {found.socket_name} is protected; never killed")
+        return found
+
+    def kill(self, target: Target) -> Reply:
+        from forge_tmux import sessions, snapshot  # noqa: PLC0415
+
+        try:
+            result = sessions.kill(
+                target,
+                protected_sockets=self.cfg.protected_sockets,
+                timeout=self.cfg.health.timeout,
+                sweep_timeout=self.cfg.sweep.timeout,
+            )
+        except (sessions.NotRunning, sessions.Refused, TmuxNotFound) as exc:
+            return Reply(False, str(exc))
+        snapshot.forget(target.socket_name, target.session)
+        return Reply(True, result.message())

@@ -70,6 +70,7 @@ class SpawnConfig(NamedTuple):
 
 class BootConfig(NamedTuple):
     sessions: tuple[BootSession, ...] = ()
+    restore: bool = False  # post-boot also re-spawns the saved snapshot (`post-boot --restore`)
 
 
 class TelegramConfig(NamedTuple):
@@ -149,6 +150,12 @@ def _no_nul(value: str, name: str) -> None:
 
 def _opt_str(value: Any, name: str) -> str | None:
     return _str(value, name)
+
+
+def _bool(value: Any, name: str) -> bool:
+    if not isinstance(value, bool):
+        raise ConfigError(f"'{name}' must be true or false")
+    return value
 
 
 def _nonempty_str(value: Any, name: str) -> str:
@@ -288,7 +295,7 @@ def parse(data: dict[str, Any], path: str | None = None) -> Config:
     if default_profile is not None and default_profile not in profiles:
         raise ConfigError(f"'spawn.default_profile' names no [spawn.profiles.{default_profile}]")
 
-    boot = top.table("boot", ("sessions",))
+    boot = top.table("boot", ("sessions", "restore"))
     raw_sessions = boot.data.get("sessions", [])
     if not isinstance(raw_sessions, list):
         raise ConfigError("'boot.sessions' must be an array of tables ([[boot.sessions]])")
@@ -326,7 +333,7 @@ def parse(data: dict[str, Any], path: str | None = None) -> Config:
             default_profile=default_profile,
             profiles=profiles,
         ),
-        boot=BootConfig(sessions=tuple(sessions)),
+        boot=BootConfig(sessions=tuple(sessions), restore=boot.get("restore", _bool, False)),
         telegram=TelegramConfig(
             token_file=telegram.get("token_file", _opt_path, None),
             chat_id=telegram.get("chat_id", _chat_id, None),

@@ -227,8 +227,10 @@ def failure_lines(unit: str, mode: str, environ: dict[str, str]) -> list[str]:
     unit's result to OnFailure= units as $MONITOR_*), and what to run on the host."""
     result = environ.get("MONITOR_SERVICE_RESULT", "")
     how = [f"result {result}"] if result else []
-    if environ.get("MONITOR_EXIT_STATUS"):
-        how.append(f"{environ.get('MONITOR_EXIT_CODE', 'exited')} {environ['MONITOR_EXIT_STATUS']}")
+    status = environ.get("MONITOR_EXIT_STATUS", "")
+    if status:
+        code = environ.get("MONITOR_EXIT_CODE", "exited")
+        how.append(f"{code} {status}")
     user = " --user" if mode == "user" else ""
     return [
         f"{unit} failed" + (f" ({', '.join(how)})" if how else ""),

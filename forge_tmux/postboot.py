@@ -11,6 +11,8 @@ from dataclasses import dataclass
 
 from forge_tmux.config import Config
 from forge_tmux.errors import UsageError
+from forge_tmux.snapshot import RestoreResult
+from forge_tmux.snapshot import restore as restore_snapshot
 from forge_tmux.spawn import Outcome, SpawnRequest, SpawnResult, request_for, spawn_for
 
 
@@ -75,3 +77,8 @@ def post_boot(cfg: Config) -> PostBootResult:
     """
     planned = requests(cfg)
     return PostBootResult(tuple(spawn_for(cfg, request) for request in planned))
+
+
+def restore(cfg: Config) -> RestoreResult:
+    """`post-boot --restore`: the saved snapshot back, through the harness (see snapshot)."""
+    return restore_snapshot(cfg)

@@ -51,6 +51,7 @@ _UNSAFE = re.compile(r"[^A-Za-z0-9_-]")
 # a name someone typed.
 _HASH_TAIL = re.compile(r"-[0-9a-f]{%d}\Z" % HASH_LEN)  # noqa: UP031 - a regex quantifier
 PANE_TAIL_LINES: Final = 10
+SAVE_UNIT: Final = "forge-tmux-save.service"  # systemd_units.SAVE_SERVICE (jinja2 stays off here)
 
 
 class Outcome(StrEnum):
@@ -72,6 +73,8 @@ class SpawnRequest:
     wait_for: str | None = None
     ready_timeout: float = 30.0
     query_timeout: float = QUERY_TIMEOUT  # has-session, capture-pane
+    cwd: str | None = None  # None: the spawner's own working directory (tmux's default)
+    profile: str | None = None  # the bot's profile it came from, kept in the saved snapshot
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,6 +167,8 @@ def make_request(
     protected: Iterable[str] = (),
     socket_dir: str | None = None,
     query_timeout: float = QUERY_TIMEOUT,
+    cwd: str | None = None,
+    profile: str | None = None,
 ) -> SpawnRequest:
     """Validate everything that can be wrong with a spawn before anything is run."""
     directory = tmux_socket_dir() if socket_dir is None else socket_dir
@@ -181,8 +186,19 @@ def make_request(
         raise UsageError(
             f"the ready timeout must be a positive number of seconds, not {ready_timeout}"
         )
+    if cwd is not None and not os.path.isabs(cwd):
+        raise UsageError(f"the working directory must be an absolute path, not {cwd!r}")
     return SpawnRequest(
-        name, session, label, path, tuple(command), wait_for, ready_timeout, query_timeout
+        name,
+        session,
+        label,
+        path,
+        tuple(command),
+        wait_for,
+        ready_timeout,
+        query_timeout,
+        cwd,
+        profile,
     )
 
 
@@ -195,6 +211,8 @@ def request_for(
     wait_for: str | None = None,
     ready_timeout: float | None = None,
     socket_dir: str | None = None,
+    cwd: str | None = None,
+    profile: str | None = None,
 ) -> SpawnRequest:
     """`make_request` with the config's protected sockets and timeouts (CLI, post-boot, bot)."""
     return make_request(
@@ -206,6 +224,8 @@ def request_for(
         protected=cfg.protected_sockets,
         socket_dir=socket_dir,
         query_timeout=cfg.health.timeout,
+        cwd=cwd,
+        profile=profile,
     )
 
 
@@ -221,9 +241,13 @@ def spawn_for(cfg: Config, request: SpawnRequest) -> SpawnResult:
 # ---- argument vectors (pure) ---------------------------------------------------------------
 
 
-def new_session_args(session: str, command: Sequence[str] = ()) -> tuple[str, ...]:
+def new_session_args(
+    session: str, command: Sequence[str] = (), cwd: str | None = None
+) -> tuple[str, ...]:
     """The `new-session` call; `-P -F` makes tmux say what it really created."""
-    args = ("new-session", "-d", "-s", session, "-P", "-F", "#{pid} #{session_id}")
+    args: tuple[str, ...] = ("new-session", "-d", "-s", session, "-P", "-F", "#{pid} #{session_id}")
+    if cwd is not None:
+        args = (*args, "-c", cwd)
     if not command:
         return args
     if len(command) == 1:
@@ -270,7 +294,9 @@ def spawn(
     protected: Iterable[str] = (),
     sweep_timeout: float = 2.0,
 ) -> SpawnResult:
-    """Start the session described by `request` (see the module docstring for the flow)."""
+    """Start the session described by `request` (see the module docstring for the flow).
+    A verified session is marked as forge-tmux's (`snapshot.mark_args`: what `save` keeps,
+    and the hook that records a deliberate end)."""
     protected = tuple(protected)
     socket_dir = os.path.dirname(request.socket_path)
     cleaned = _sweep(socket_dir, protected, sweep_timeout)
@@ -308,6 +334,7 @@ def spawn(
         return _result(request, Outcome.ALREADY_RUNNING, cleaned, attempt, error, error)
     if not made.created:
         return _result(request, Outcome.FAILED, cleaned, attempt, failed, "; ".join(reasons))
+    _mark(request)
     message = spawn_message(request.session, request.socket_name, cleaned, attempt)
     pid = made.server_pid
     if request.wait_for is None:
@@ -350,6 +377,22 @@ def _sweep(socket_dir: str, protected: tuple[str, ...], timeout: float) -> int:
     return found.removed
 
 
+def _mark(request: SpawnRequest) -> None:
+    """Mark the fresh session; a failure is a warning (the session runs, it is only not saved)."""
+    import sys  # noqa: PLC0415
+
+    from forge_tmux import snapshot  # noqa: PLC0415
+
+    marked = _query(request, *snapshot.mark_args(request, sys.executable))
+    if not marked.ok:
+        log.warning(
+            "could not mark %s on %s as forge-tmux's (it will not be saved): %s",
+            request.session,
+            request.socket_name,
+            " ".join(marked.stderr.split()) or "timed out",
+        )
+
+
 def _query(request: SpawnRequest, *args: str) -> TmuxResult:
     return tmux.run(args, socket_name=request.socket_name, timeout=request.query_timeout)
 
@@ -380,13 +423,22 @@ def _wait_until_gone(path: str, timeout: float = GONE_TIMEOUT) -> None:
         time.sleep(0.01)
 
 
+def saved_before_stop(wrapper: Sequence[str]) -> tuple[str, ...]:
+    """The scope wrapper with `Before=forge-tmux-save.service` (pure): stop jobs run in reverse
+    order, so at shutdown the save unit's stop (the save) runs before this scope is stopped.
+    An ordering on a unit that is not installed is no error: it orders nothing."""
+    if not wrapper or wrapper[-1] != "--":
+        return tuple(wrapper)
+    return (*wrapper[:-1], f"--property=Before={SAVE_UNIT}", "--")
+
+
 def _create(request: SpawnRequest, plan: scope.ScopePlan) -> _Try:
-    args = new_session_args(request.session, request.command)
+    args = new_session_args(request.session, request.command, request.cwd)
     made = tmux.run(
         args,
         socket_name=request.socket_name,
         timeout=CREATE_TIMEOUT,
-        wrapper=plan.wrapper,
+        wrapper=saved_before_stop(plan.wrapper),
         env=plan.environ(),
     )
     if plan.wrapper and scope.scope_failed(made.returncode, made.stdout, made.stderr):

@@ -36,6 +36,7 @@ FAILURE_SERVICE: Final = "forge-tmux-failure@.service"
 # Debian's prometheus-node-exporter reads this directory (--collector.textfile.directory).
 TEXTFILE_DIR_DEFAULT: Final = "/var/lib/prometheus/node-exporter"
 METRICS_INTERVAL_DEFAULT: Final = 60
+SAVE_SERVICE: Final = "forge-tmux-save.service"  # saves the spawned sessions at shutdown
 TMPFILES: Final = "forge-tmux.conf"
 TMPFILES_DIR: Final = "/etc/tmpfiles.d"
 SYSTEM_UNIT_DIR: Final = "/etc/systemd/system"
@@ -187,7 +188,7 @@ def _state_dir(opts: RenderOptions) -> str:
 
 
 def file_names(opts: RenderOptions) -> tuple[str, ...]:
-    names = [SWEEP_SERVICE, SWEEP_TIMER, BOOT_SERVICE]
+    names = [SWEEP_SERVICE, SWEEP_TIMER, BOOT_SERVICE, SAVE_SERVICE]
     if opts.with_bot:
         names.append(BOT_SERVICE)
     if opts.with_post_boot:
@@ -430,7 +431,7 @@ def install(opts: RenderOptions) -> Outcome:
     except OSError as exc:
         return Outcome("install", mode, where, False, error=f"cannot write: {exc}")
     manifest = written.manifest
-    also = [u for u in (BOT_SERVICE, HEALTH_TIMER) if u in written.units]
+    also = [u for u in (SAVE_SERVICE, BOT_SERVICE, HEALTH_TIMER) if u in written.units]
     steps = [
         ["daemon-reload"],
         ["enable", *written.units],

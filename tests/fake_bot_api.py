@@ -153,10 +153,17 @@ class FakeBotAPI:
 
     def add_command(self, text: str, **kwargs: Any) -> int:
         """Queue an update for getUpdates (see `command_update`); returns its id."""
+        return self._queue(lambda update_id: command_update(text, update_id=update_id, **kwargs))
+
+    def add_callback(self, data: str, **kwargs: Any) -> int:
+        """Queue a pressed inline button (see `callback_update`); returns its id."""
+        return self._queue(lambda update_id: callback_update(data, update_id=update_id, **kwargs))
+
+    def _queue(self, make: Any) -> int:
         with self._cond:
             update_id = self._next_update
             self._next_update += 1
-            self.updates.append(command_update(text, update_id=update_id, **kwargs))
+            self.updates.append(make(update_id))
             self._cond.notify_all()
         return update_id
 
@@ -297,3 +304,29 @@ def command_update(
     if edited:
         message["edit_date"] = int(time.time())
     return {"update_id": update_id, ("edited_message" if edited else "message"): message}
+
+
+_callback_ids = iter(range(1, 1 << 30))
+
+
+def callback_update(
+    data: str, *, update_id: int = 1, user_id: int = 1111, message_id: int = 1, chat_id: int = 0
+) -> dict[str, Any]:
+    """An update for a pressed inline-keyboard button with `data`, pressed by `user_id`, under
+    the bot's message `message_id`."""
+    return {
+        "update_id": update_id,
+        "callback_query": {
+            "id": str(next(_callback_ids)),
+            "from": {"id": user_id, "is_bot": False, "first_name": "u"},
+            "chat_instance": "1",
+            "data": data,
+            "message": {
+                "message_id": message_id,
+                "date": int(time.time()),
+                "chat": {"id": chat_id or user_id, "type": "private"},
+                "from": BOT_USER,
+                "text": "question",
+            },
+        },
+    }

@@ -12,7 +12,7 @@ import pytest
 import typer.core
 from conftest import run_cli
 
-from forge_tmux.cli import COMMANDS, SUMMARIES
+from forge_tmux.cli import COMMANDS, HIDDEN, SUMMARIES
 from forge_tmux.cli._root import command_group
 
 # Never on the path of a plain sweep, of --help or of --version (issue 12).
@@ -113,7 +113,7 @@ def test_lazy_help_is_the_full_help() -> None:
     assert (lazy.code, full.returncode) == (0, 0), lazy.err + full.stderr
     assert lazy.out == full.stdout
     listed = lazy.out.split("Commands:\n", 1)[1].splitlines()
-    assert [line.split()[0] for line in listed] == list(COMMANDS)
+    assert [line.split()[0] for line in listed] == [c for c in COMMANDS if c not in HIDDEN]
 
 
 @pytest.mark.parametrize("name", list(COMMANDS))

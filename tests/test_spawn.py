@@ -555,8 +555,13 @@ def test_under_systemd_the_server_is_started_through_a_scope(tmux_env: TmuxEnv, 
     assert argv[:4] == ["--user", "--scope", "--quiet", "--collect"]
     assert re.fullmatch(r"--unit=forge-tmux-spawn-svc-[0-9a-f]{6}", argv[4])
     tmux_on_path = os.path.join(tmux_env.root, "sbin", "tmux")
-    assert argv[5:8] == ["--description=forge-tmux tmux server spawn-svc", "--", tmux_on_path]
-    assert argv[8:] == ["-L", "spawn-svc", *core.new_session_args("svc", SLEEP_ABS)]
+    assert argv[5:9] == [
+        "--description=forge-tmux tmux server spawn-svc",
+        "--property=Before=forge-tmux-save.service",  # the shutdown save runs first
+        "--",
+        tmux_on_path,
+    ]
+    assert argv[9:] == ["-L", "spawn-svc", *core.new_session_args("svc", SLEEP_ABS)]
 
 
 def test_under_systemd_a_failing_scope_falls_back_once(tmux_env: TmuxEnv, cli: Cli) -> None:

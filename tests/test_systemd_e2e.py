@@ -146,6 +146,23 @@ def test_install_boot_order_and_uninstall(manager: UserManager, venv: Path) -> N
     assert manager.show(SWEEP, "LoadState")["LoadState"] == "not-found"
 
 
+def spawns_running(mgr: UserManager) -> bool:
+    """Whether a `forge-tmux spawn` of the user is still running."""
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            if os.stat(f"/proc/{entry}").st_uid != mgr.uid:
+                continue
+            with open(f"/proc/{entry}/cmdline", "rb") as fh:
+                argv = fh.read().split(b"\0")
+        except OSError:
+            continue
+        if b"spawn" in argv and any(a.endswith(b"forge-tmux") for a in argv):
+            return True
+    return False
+
+
 def test_spawned_session_survives_service_restart(manager: UserManager, venv: Path) -> None:
     forge_tmux = str(venv / "bin" / "forge-tmux")
     code, out, err = forge(manager, venv, "spawn", "--help")
@@ -180,6 +197,10 @@ def test_spawned_session_survives_service_restart(manager: UserManager, venv: Pa
         assert manager.systemctl("restart", "forge-tmux-bot.service").returncode == 0
         assert manager.systemctl("stop", "forge-tmux-bot.service").returncode == 0
         assert server_pid() == first, "the session died with its service"
+        # KillMode=process stops only the bot's main process: a `forge-tmux spawn` child of an
+        # earlier start may still be running, and after the kill-server below it would start
+        # e2e-keep again (a marked session that the shutdown save then keeps). Let it finish.
+        wait_for(lambda: not spawns_running(manager), timeout=60)
         manager.run([*tmux, "kill-server"])
     finally:
         for path in dropin.iterdir():

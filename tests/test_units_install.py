@@ -20,6 +20,7 @@ from forge_tmux.systemd_units import (
     HEALTH_SERVICE,
     HEALTH_TIMER,
     POST_BOOT_SERVICE,
+    SAVE_SERVICE,
     SWEEP_SERVICE,
     SWEEP_TIMER,
     Identity,
@@ -85,13 +86,13 @@ def test_install_writes_enables_starts_and_records(home: Path, fake: FakeSystemc
     assert outcome.ok, outcome
     unit_dir = home / "config" / "systemd" / "user"
     assert sorted(os.listdir(unit_dir)) == sorted(
-        [SWEEP_SERVICE, SWEEP_TIMER, BOOT_SERVICE, FAILURE_SERVICE]
+        [SWEEP_SERVICE, SWEEP_TIMER, BOOT_SERVICE, FAILURE_SERVICE, SAVE_SERVICE]
     )
     assert (home / "tmpfiles.d" / "forge-tmux.conf").exists()
     assert fake.calls == [
         ("daemon-reload",),
-        ("enable", SWEEP_SERVICE, SWEEP_TIMER, BOOT_SERVICE),
-        ("start", SWEEP_TIMER),
+        ("enable", SWEEP_SERVICE, SWEEP_TIMER, BOOT_SERVICE, SAVE_SERVICE),
+        ("start", SWEEP_TIMER, SAVE_SERVICE),
         ("start", SWEEP_SERVICE),
     ]
     manifest = systemd_units.load_manifest(Mode.USER)
@@ -117,7 +118,8 @@ def test_uninstall_removes_exactly_what_was_installed(home: Path, fake: FakeSyst
     (wants / SWEEP_SERVICE).symlink_to(unit_dir / SWEEP_SERVICE)
     outcome = systemd_units.uninstall(Mode.USER)
     assert outcome.ok, outcome
-    assert ("disable", "--now", SWEEP_SERVICE, SWEEP_TIMER, BOOT_SERVICE, BOT_SERVICE) in fake.calls
+    disable = ("disable", "--now", SWEEP_SERVICE, SWEEP_TIMER, BOOT_SERVICE, SAVE_SERVICE)
+    assert (*disable, BOT_SERVICE) in fake.calls
     assert files_under(home) == before  # the operator's unit and link are still there
     again = systemd_units.uninstall(Mode.USER)
     assert again.ok and again.notes == ("nothing installed (no manifest)",)
@@ -219,8 +221,8 @@ def test_health_metrics_timer_is_enabled_and_started_its_service_and_the_templat
     assert {HEALTH_SERVICE, HEALTH_TIMER, FAILURE_SERVICE} <= set(os.listdir(unit_dir))
     assert fake.calls == [
         ("daemon-reload",),
-        ("enable", SWEEP_SERVICE, SWEEP_TIMER, BOOT_SERVICE, HEALTH_TIMER),
-        ("start", SWEEP_TIMER, HEALTH_TIMER),
+        ("enable", SWEEP_SERVICE, SWEEP_TIMER, BOOT_SERVICE, SAVE_SERVICE, HEALTH_TIMER),
+        ("start", SWEEP_TIMER, SAVE_SERVICE, HEALTH_TIMER),
         ("start", SWEEP_SERVICE),
     ]
     # Uninstall takes back every file, the template and the health units included.

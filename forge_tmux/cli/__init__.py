@@ -29,6 +29,12 @@ COMMANDS: Final[dict[str, str]] = {
     "notify": "forge_tmux.cli._telegram",
     "boot": "forge_tmux.cli._telegram",
     "bot": "forge_tmux.cli._telegram",
+    "ls": "forge_tmux.cli._sessions",
+    "attach": "forge_tmux.cli._sessions",
+    "peek": "forge_tmux.cli._sessions",
+    "kill": "forge_tmux.cli._sessions",
+    "save": "forge_tmux.cli._sessions",
+    "session-closed": "forge_tmux.cli._sessions",
 }
 # The first paragraph of each command's help, for the list in `forge-tmux --help`. A test pins
 # every line to the command's own docstring; a command missing here is imported to be listed.
@@ -50,7 +56,20 @@ SUMMARIES: Final[dict[str, str]] = {
     "bot": "Run the Telegram bot (long polling): /spawn NAME [PROFILE], /health, /sweep, /help "
     "for the users in bot.allowed_user_ids / FORGE_TMUX_BOT_ALLOWED_USERS only. Stops on "
     "SIGTERM.",
+    "ls": "Every tmux session on every socket: name, socket, state, windows, attached clients, "
+    "age, command, and whether forge-tmux spawned it. Read-only: never starts a server.",
+    "attach": "Attach to session NAME on its own socket. Inside tmux it opens a new window of the "
+    "current tmux attached to it (tmux cannot switch a client to another server).",
+    "peek": "The last N lines of session NAME's active pane, without attaching.",
+    "kill": "End session NAME on its own socket; when it was the last, the stale socket file the "
+    "server leaves is removed too. Sessions on protected sockets (homebase) are never killed.",
+    "save": "Write the snapshot of the sessions forge-tmux spawned (state directory, atomic), for "
+    "`post-boot --restore`. Sessions whose server crashed stay in it; ended ones leave it.",
+    "session-closed": "Run by the session-closed hook of the servers forge-tmux starts (see "
+    "snapshot).",
 }
+# Commands run by forge-tmux itself (tmux hooks), never listed in --help or the reference.
+HIDDEN: Final = frozenset({"session-closed"})
 # Global options that take a value, so the command name is found after them.
 _VALUED_GLOBALS: Final = frozenset({"--config"})
 

@@ -18,7 +18,7 @@ from typer import _click as click  # Typer vendors click: its classes, not a sec
 from typer.core import TyperCommand, TyperGroup
 
 from forge_tmux import __version__
-from forge_tmux.cli import COMMANDS, SUMMARIES
+from forge_tmux.cli import COMMANDS, HIDDEN, SUMMARIES
 from forge_tmux.cli.common import State, app
 
 
@@ -28,7 +28,8 @@ class LazyGroup(TyperGroup):
     _listing = False  # inside format_commands: summaries stand in for unloaded commands
 
     def list_commands(self, ctx: click.Context) -> list[str]:
-        return [*COMMANDS, *(name for name in self.commands if name not in COMMANDS)]
+        listed = [name for name in COMMANDS if name not in HIDDEN]
+        return [*listed, *(name for name in self.commands if name not in COMMANDS)]
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
         command = self.commands.get(cmd_name)

@@ -92,7 +92,18 @@ def spawn(
 
 
 @app.command("post-boot")
-def post_boot(ctx: typer.Context, json_out: JsonOpt = False) -> None:
+def post_boot(
+    ctx: typer.Context,
+    restore: Annotated[
+        bool,
+        typer.Option(
+            "--restore",
+            help="Also re-spawn the sessions of the saved snapshot (forge-tmux save); "
+            "default: [boot] restore in the config.",
+        ),
+    ] = False,
+    json_out: JsonOpt = False,
+) -> None:
     """Start every [[boot.sessions]] entry of the config, each on its own socket.
 
     A session already running is reported, not an error. Exit 0 when all run, 1 when any could
@@ -101,15 +112,22 @@ def post_boot(ctx: typer.Context, json_out: JsonOpt = False) -> None:
     from forge_tmux import postboot as core  # noqa: PLC0415
 
     start_logging(ctx)
-    result = core.post_boot(state(ctx).config)
+    cfg = state(ctx).config
+    result = core.post_boot(cfg)
+    restored = core.restore(cfg) if restore or cfg.boot.restore else None
     if json_out:
-        emit_json(result.to_json())
+        data = result.to_json()
+        if restored is not None:
+            data = {**data, **restored.to_json(), "ok": result.ok and restored.ok}
+        emit_json(data)
     else:
         for session in result.sessions:
             line = session.message if session.error is None else session.error
             print(f"{session.outcome.value:16} {line}")
         print(result.summary())
-    finish(0 if result.ok else 1)
+        if restored is not None:
+            print("\n".join(restored.lines()))
+    finish(0 if result.ok and (restored is None or restored.ok) else 1)
 
 
 @app.command()

@@ -80,6 +80,7 @@ def missing_requirements() -> str | None:
 # The virtualenv the throw-away user runs forge-tmux from
 
 _CACHE_LOCK: int | None = None  # shared lock on the dependency cache, held for the process
+_CACHE: Path | None = None  # the cache this process locked (pyproject.toml may change meanwhile)
 
 
 def _dependencies() -> list[str]:
@@ -112,8 +113,10 @@ def _locked(path: Path, mode: int) -> int:
 
 def dependency_cache() -> Path:
     """The cached dependencies (a venv of Debian's python), built once per dependency set."""
-    global _CACHE_LOCK  # noqa: PLW0603 - held until the process ends
-    cache = Path(CACHE_PREFIX + _cache_key())
+    global _CACHE_LOCK, _CACHE  # noqa: PLW0603 - held until the process ends
+    if _CACHE is None:
+        _CACHE = Path(CACHE_PREFIX + _cache_key())
+    cache = _CACHE
     venv = cache / "venv"
     if _CACHE_LOCK is None:
         fd = _locked(cache, fcntl.LOCK_EX)

@@ -95,7 +95,7 @@ def test_the_documented_keys_are_the_ones_the_parser_accepts() -> None:
 def code_environment() -> set[str]:
     """Names the code reads from the environment (a literal in a lookup, or any FORGE_TMUX_*)."""
     lookup = re.compile(
-        r"""(?:environ|env)(?:\.get\(|\[)\s*"([A-Z][A-Z0-9_]+)"|_xdg\("([A-Z][A-Z0-9_]+)\""""
+        r"""(?:environ|env)(?:\.get\(|\[)\s*["']([A-Z][A-Z0-9_]+)["']|_xdg\("([A-Z][A-Z0-9_]+)\""""
     )
     names = set()
     for path in (REPO / "forge_tmux").rglob("*.py"):

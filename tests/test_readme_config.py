@@ -1,6 +1,7 @@
-"""The README's sample config, copied verbatim: it loads, `doctor` finds nothing wrong with it
-(with the token file it names created) and `units render` accepts it. The one rule for paths
-(`~` expanded when the config is loaded) is what makes the same file work for all of them."""
+"""The sample config of docs/configuration.md, copied verbatim: it loads, `doctor` finds nothing
+wrong with it (with the token file it names created) and `units render` accepts it. The one rule
+for paths (`~` expanded when the config is loaded) is what makes the same file work for all of
+them."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from conftest import TmuxEnv, run_cli
 from forge_tmux.config import load
 from forge_tmux.systemd_units import BOOT_SERVICE, SWEEP_SERVICE
 
-# From README.md, "Configuration", verbatim.
+# From docs/configuration.md, "A sample config", verbatim.
 SAMPLE = r"""socket_dirs = []                     # extra directories to sweep and probe
 protected_sockets = ["homebase"]     # never removed, used, swept or killed; reported instead
 
@@ -66,11 +67,10 @@ def setup(env: TmuxEnv, text: str) -> tuple[dict[str, str], str, Path]:
     return {**env.env, "HOME": str(home)}, str(config), token
 
 
-def test_the_sample_is_still_what_the_readme_shows() -> None:
-    # Skip-free on purpose: when the README's sample changes, this copy must follow it.
-    readme = Path(__file__).resolve().parent.parent / "README.md"
-    if readme.exists() and "```toml\nsocket_dirs = []" in readme.read_text():
-        assert SAMPLE in readme.read_text()
+def test_the_sample_is_still_what_the_docs_show() -> None:
+    # When the page's sample changes, this copy must follow it (and the tests below check it).
+    doc = Path(__file__).resolve().parent.parent / "docs" / "configuration.md"
+    assert f"```toml\n{SAMPLE}```\n" in doc.read_text()
 
 
 def test_the_sample_with_telegram_passes_doctor_and_renders(tmux_env: TmuxEnv) -> None:

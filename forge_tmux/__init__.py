@@ -1,3 +1,3 @@
 """forge-tmux: keeps tmux-based agent fleets spawnable."""
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"

@@ -10,7 +10,7 @@ Delivery rules (issue 5):
 - A read timeout, or a connection lost after the request went out, means Telegram may well have
   the message. It is not retried, now or later: the file moves to `outbox/uncertain/` and a
   warning names it. Sending it again could post it twice; dropping it silently could lose it;
-  keeping it aside is the only choice that does neither (see the README).
+  keeping it aside is the only choice that does neither (docs/telegram.md).
 - A message is stored whole or not at all (a short write is continued; any error removes the
   temporary file), so Telegram never gets a message cut by a full disk. A message that cannot be
   stored does not stop the outbox: what waits is delivered first, which frees space, and the

@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 user_args=()
-[[ -z ${1:-} ]] || user_args=(--user "$1")
+[[ -z ${1:-} ]] || user_args=(--run-as "$1")
 exe=$(command -v forge-tmux || true)
 [[ -x .venv/bin/forge-tmux ]] && exe=$PWD/.venv/bin/forge-tmux
 [[ -n $exe ]] || { echo "security_score.sh: forge-tmux not found (run scripts/test first)" >&2; exit 2; }

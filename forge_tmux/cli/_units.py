@@ -104,15 +104,17 @@ def render(
     json_out: JsonOpt = False,
 ) -> None:
     """Write the rendered unit files (and the tmpfiles.d snippet) into --out."""
-    opts = core.options(
-        state(ctx).config,
+    # Render writes the bot's unit too (with_bot): files cost nothing until installed.
+    opts = _options(
+        ctx,
         mode,
-        exec_path=exec_path,
-        user=_run_as(run_as, user),
-        with_post_boot=with_post_boot,
-        with_health_metrics=with_health_metrics,
-        textfile_dir=textfile_dir,
-        metrics_interval=metrics_interval,
+        exec_path,
+        _run_as(run_as, user),
+        with_post_boot,
+        True,
+        with_health_metrics,
+        textfile_dir,
+        metrics_interval,
     )
     paths = core.write_files(core.render(opts), out)
     if json_out:
@@ -120,6 +122,31 @@ def render(
     else:
         print("\n".join(paths))
     finish(0)
+
+
+def _options(
+    ctx: typer.Context,
+    mode: Mode,
+    exec_path: str | None,
+    user: str | None,
+    with_post_boot: bool,
+    with_bot: bool,
+    with_health_metrics: bool,
+    textfile_dir: str,
+    metrics_interval: int,
+) -> core.RenderOptions:
+    """The rendering options `units render` and `units install` share."""
+    return core.options(
+        state(ctx).config,
+        mode,
+        exec_path=exec_path,
+        user=user,
+        with_bot=with_bot,
+        with_post_boot=with_post_boot,
+        with_health_metrics=with_health_metrics,
+        textfile_dir=textfile_dir,
+        metrics_interval=metrics_interval,
+    )
 
 
 @units_app.command()
@@ -143,16 +170,16 @@ def install(
     Exit 0 when all of that worked, 1 when systemd is not running or a step failed.
     """
     start_logging(ctx)
-    opts = core.options(
-        state(ctx).config,
+    opts = _options(
+        ctx,
         mode,
-        exec_path=exec_path,
-        user=_run_as(run_as, user),
-        with_bot=with_bot,
-        with_post_boot=with_post_boot,
-        with_health_metrics=with_health_metrics,
-        textfile_dir=textfile_dir,
-        metrics_interval=metrics_interval,
+        exec_path,
+        _run_as(run_as, user),
+        with_post_boot,
+        with_bot,
+        with_health_metrics,
+        textfile_dir,
+        metrics_interval,
     )
     _report(core.install(opts), json_out)
 

@@ -85,7 +85,7 @@ def spawn(
     else:
         sys.stderr.write(f"forge-tmux: {result.message}: {result.error}\n")
     if telegram is not None:
-        from forge_tmux.boot import spawn_text  # noqa: PLC0415
+        from forge_tmux.notices import spawn_text  # noqa: PLC0415
 
         tg.report(telegram, tg.headline(spawn_text(result)), asked=True)
     finish(0 if result.ok else 1)

@@ -96,7 +96,7 @@ def sweep(
     else:
         print(core.render_human(result, dry_run=dry_run))
     if telegram is not None:
-        from forge_tmux.boot import notify_after_sweep  # noqa: PLC0415
+        from forge_tmux.notices import notify_after_sweep  # noqa: PLC0415
 
         notify_after_sweep(cfg, socket_dirs(cfg, dirs), result, telegram)
     finish(0 if result.ok else 1)

@@ -21,13 +21,13 @@ COMMANDS: Final[dict[str, str]] = {
     "sweep": "forge_tmux.cli._sweep",
     "spawn": "forge_tmux.cli._spawn",
     "post-boot": "forge_tmux.cli._spawn",
-    "audit": "forge_tmux.cli._spawn",
+    "audit": "forge_tmux.cli._audit",
     "units": "forge_tmux.cli._units",
     "doctor": "forge_tmux.cli._units",
     "health": "forge_tmux.cli._health",
     "recover": "forge_tmux.cli._health",
     "notify": "forge_tmux.cli._telegram",
-    "boot": "forge_tmux.cli._telegram",
+    "boot": "forge_tmux.cli._boot",
     "bot": "forge_tmux.cli._telegram",
 }
 # The first paragraph of each command's help, for the list in `forge-tmux --help`. A test pins

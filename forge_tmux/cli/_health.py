@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import os
 import sys
+from collections.abc import Sequence
 from enum import StrEnum
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -34,7 +35,7 @@ if TYPE_CHECKING:
     from forge_tmux.healthstate import Event
     from forge_tmux.janitorstate import Labelled
     from forge_tmux.nagios import Thresholds
-    from forge_tmux.orphans import Recovery
+    from forge_tmux.orphans import RecoverReport, Recovery
 
 
 class Format(StrEnum):
@@ -347,59 +348,36 @@ def recover(
     when every orphan was recovered (or would be) or none was found, 1 when any was refused or
     failed.
     """
-    from forge_tmux import orphans as core  # noqa: PLC0415
-    from forge_tmux.paths import display  # noqa: PLC0415
-
     start_logging(ctx)
     within = frozenset(os.path.abspath(d) for d in socket_dirs(state(ctx).config, dirs))
+    report = _recover(within, pids or (), dry_run, positive(timeout, "--timeout"))
+    _log_recoveries(report.recoveries)
+    if json_out:
+        emit_json(report.to_json())
+    elif report.error is None:
+        typer.echo("\n".join([*(r.line() for r in report.recoveries), report.summary()]))
+    if report.error is not None:
+        typer.echo(f"forge-tmux: error: {report.error}", err=True)
+    finish(0 if report.ok else 1)
+
+
+def _recover(
+    within: frozenset[str], pids: Sequence[int], dry_run: bool, timeout: float
+) -> RecoverReport:
+    from forge_tmux import orphans as core  # noqa: PLC0415
+
     try:
         # Root sees every user's orphans in the given directories and refuses the others'
         # with the reason (their owner runs recover); a user sees only their own.
         found = core.orphaned_servers(within, uid=None if is_root() else os.geteuid())
-        results = core.recover(
-            found, pids=pids or (), dry_run=dry_run, timeout=positive(timeout, "--timeout")
-        )
     except core.OrphansUnknown as exc:
-        message = f"cannot look for orphaned servers: {exc}"
-        if json_out:
-            emit_json({"ok": False, "dry_run": dry_run, "orphans": [], "error": message})
-        typer.echo(f"forge-tmux: error: {message}", err=True)
-        finish(1)
-    _log_recoveries(results)
-    ok = all(r.ok for r in results)
-    if json_out:
-        emit_json(
-            {
-                "ok": ok,
-                "dry_run": dry_run,
-                "orphans": [
-                    {
-                        "pid": r.pid,
-                        "path": display(r.path),
-                        "action": r.action.value,
-                        "reason": r.reason,
-                    }
-                    for r in results
-                ],
-            }
-        )
-    else:
-        for r in results:
-            typer.echo(f"{r.action.value:13} pid {r.pid} {display(r.path)}: {r.reason}")
-        typer.echo(f"recover: {len(results)} orphaned server(s), {_summary(results)}")
-    finish(0 if ok else 1)
+        return core.RecoverReport(dry_run, error=f"cannot look for orphaned servers: {exc}")
+    return core.RecoverReport(
+        dry_run, core.recover(found, pids=pids, dry_run=dry_run, timeout=timeout)
+    )
 
 
-def _summary(results: list[Recovery]) -> str:
-    from forge_tmux.orphans import RecoverAction  # noqa: PLC0415
-
-    counts = dict.fromkeys(RecoverAction, 0)
-    for r in results:
-        counts[r.action] += 1
-    return ", ".join(f"{n} {a.value}" for a, n in counts.items())
-
-
-def _log_recoveries(results: list[Recovery]) -> None:
+def _log_recoveries(results: Sequence[Recovery]) -> None:
     import logging  # noqa: PLC0415
 
     from forge_tmux.orphans import RecoverAction  # noqa: PLC0415

@@ -5,7 +5,7 @@ from __future__ import annotations
 import itertools
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from enum import StrEnum
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -171,14 +171,10 @@ def health(
 
     start_logging(ctx)
     limits = _thresholds(fmt, warning or [], critical or [])  # before the check: bad usage is fast
+    fmt = _format(fmt, json_out, events)
     cfg = state(ctx).config
-    if output is not None and not os.path.isdir(os.path.dirname(os.path.abspath(output))):
-        raise UsageError(f"--output: directory of {output} does not exist")
-    if output is not None:
-        _refuse_special(output)
-    chosen = socket_dirs(cfg, dirs)
-    if all_users:
-        chosen += core.all_user_dirs(tmux_socket_root())
+    _check_output(output)
+    chosen = socket_dirs(cfg, dirs) + (core.all_user_dirs(tmux_socket_root()) if all_users else [])
     result = core.collect(
         chosen,
         timeout=positive(timeout, "--timeout") if timeout is not None else cfg.health.timeout,
@@ -187,29 +183,53 @@ def health(
     )
     if dirs:  # named on the command line: one that does not exist is a finding, not "none"
         result = _named_missing(result, dirs)
+    if limits is not None:
+        _nagios(result, limits, dirs or [], output)
+    news = _remember(result) if events else None
+    _write(_render(result, fmt, news, lambda: _janitor(all_users, chosen)), output)
+    finish(1 if check and (result.problem or result.named_missing) else 0)
+
+
+def _format(fmt: Format, json_out: bool, events: bool) -> Format:
+    """The output format, --json being --format json; a combination that means nothing is bad
+    usage."""
     if json_out and fmt not in (Format.ROW, Format.JSON):
         raise UsageError(f"--json conflicts with --format {fmt.value}")
     fmt = Format.JSON if json_out else fmt
     if events and fmt not in (Format.ROW, Format.JSON):
         raise UsageError(f"--events goes with --format row or json, not {fmt.value}")
-    if limits is not None:
-        _nagios(result, limits, dirs or [], output)
-    news = _remember(result) if events else []
+    return fmt
+
+
+def _check_output(output: str | None) -> None:
+    """--output: exit 2 before any work when it cannot be written as a file."""
+    if output is None:
+        return
+    if not os.path.isdir(os.path.dirname(os.path.abspath(output))):
+        raise UsageError(f"--output: directory of {output} does not exist")
+    _refuse_special(output)
+
+
+def _render(
+    result: HealthResult,
+    fmt: Format,
+    news: list[Event] | None,
+    janitor: Callable[[], list[Labelled]],
+) -> str:
+    """The report in `fmt` (not nagios); `news`: the --events (None without --events)."""
+    from forge_tmux import health as core  # noqa: PLC0415
+
     if fmt is Format.JSON:
-        data = core.to_json(result)
-        if events:
+        data = result.to_json()
+        if news is not None:
             data["events"] = [event.to_json() for event in news]
-        text = _json_text(data)
+        return _json_text(data)
+    if fmt is Format.PROMETHEUS:
+        text = core.render_prometheus(result, janitor())
     else:
-        text = (
-            core.render_prometheus(result, _janitor(all_users, chosen))
-            if fmt is Format.PROMETHEUS
-            else core.render_row(result)
-        )
-        # The row stays the first line, as fleet-probe scripts expect; news follows, one a line.
-        text = "\n".join([text.rstrip("\n"), *(event.describe() for event in news)])
-    _write(text, output)
-    finish(1 if check and (result.problem or result.named_missing) else 0)
+        text = core.render_row(result)
+    # The row stays the first line, as fleet-probe scripts expect; news follows, one a line.
+    return "\n".join([text.rstrip("\n"), *(event.describe() for event in news or ())])
 
 
 def _named_missing(result: HealthResult, named: list[str]) -> HealthResult:

@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Final, NamedTuple, Protocol, TypeVar
 
 from forge_tmux.config import BotConfig, Config, Profile
 from forge_tmux.errors import UsageError
-from forge_tmux.logs import NOTICE
+from forge_tmux.logs import NOTICE, log_events
 from forge_tmux.notify import TelegramSettings, escape, fit
 from forge_tmux.tmux import TmuxNotFound
 
@@ -574,7 +574,7 @@ class FleetActions:
 
     def spawn(self, name: str, profile: Profile) -> Reply:
         from forge_tmux import spawn as harness  # noqa: PLC0415
-        from forge_tmux.boot import spawn_text  # noqa: PLC0415
+        from forge_tmux.notices import spawn_text  # noqa: PLC0415
 
         try:
             request = harness.request_for(
@@ -604,13 +604,12 @@ class FleetActions:
 
     def sweep(self) -> Reply:
         from forge_tmux import sweep as janitor  # noqa: PLC0415
-        from forge_tmux.boot import sweep_details, sweep_line  # noqa: PLC0415
+        from forge_tmux.notices import sweep_details, sweep_line  # noqa: PLC0415
 
         result = janitor.sweep(
             self.dirs, timeout=self.cfg.sweep.timeout, protected=self.cfg.protected_sockets
         )
-        for level, text in janitor.log_events(result):
-            log.log(level, "%s", text)
+        log_events(log, janitor.log_events(result))
         return Reply(result.ok, "\n".join([sweep_line(result), *sweep_details(result)]))
 
     # --- sessions -----------------------------------------------------------------------------

@@ -91,6 +91,10 @@ class HealthResult:
             or bool(self.named_missing)
         )
 
+    def to_json(self) -> dict[str, object]:
+        """`health --format json` (see the module-level to_json)."""
+        return to_json(self)
+
 
 def all_user_dirs(root: str) -> list[str]:
     """Every `tmux-*` directory under the socket root (other users' are inspected read-only)."""

@@ -12,6 +12,7 @@ import re
 import sys
 import threading
 import types
+from collections.abc import Iterable
 
 from forge_tmux import secret
 
@@ -97,3 +98,10 @@ def _log_uncaught_in_thread(args: threading.ExceptHookArgs) -> None:
     logging.getLogger("forge_tmux").critical(
         "uncaught exception in thread %s", thread, exc_info=(args.exc_type, exc, args.exc_traceback)
     )
+
+
+def log_events(log: logging.Logger, events: Iterable[tuple[int, str]]) -> None:
+    """Log (level, text) events as a core module returns them (e.g. sweep.log_events), one
+    record each."""
+    for level, text in events:
+        log.log(level, "%s", text)

@@ -216,6 +216,48 @@ class Recovery:
     def ok(self) -> bool:
         return self.action in (RecoverAction.RECOVERED, RecoverAction.WOULD_RECOVER)
 
+    def to_json(self) -> dict[str, object]:
+        return {
+            "pid": self.pid,
+            "path": display(self.path),
+            "action": self.action.value,
+            "reason": self.reason,
+        }
+
+    def line(self) -> str:
+        return f"{self.action.value:13} pid {self.pid} {display(self.path)}: {self.reason}"
+
+
+@dataclass(frozen=True, slots=True)
+class RecoverReport:
+    """What `recover` did: one Recovery per orphan, or why orphans could not be looked for."""
+
+    dry_run: bool
+    recoveries: Sequence[Recovery] = ()
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None and all(r.ok for r in self.recoveries)
+
+    def to_json(self) -> dict[str, object]:
+        data: dict[str, object] = {
+            "ok": self.ok,
+            "dry_run": self.dry_run,
+            "orphans": [r.to_json() for r in self.recoveries],
+        }
+        if self.error is not None:
+            data["error"] = self.error
+        return data
+
+    def summary(self) -> str:
+        """`recover: 2 orphaned server(s), 1 recovered, 0 would-recover, 1 refused, 0 failed`."""
+        counts = dict.fromkeys(RecoverAction, 0)
+        for r in self.recoveries:
+            counts[r.action] += 1
+        each = ", ".join(f"{n} {a.value}" for a, n in counts.items())
+        return f"recover: {len(self.recoveries)} orphaned server(s), {each}"
+
 
 def recover(
     orphans: Sequence[Orphan],

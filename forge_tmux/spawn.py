@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Final
 from forge_tmux import janitorstate, scope, tmux
 from forge_tmux import sweep as janitor
 from forge_tmux.errors import UsageError
+from forge_tmux.logs import log_events
 from forge_tmux.paths import SUN_PATH_MAX, display, tmux_socket_dir
 from forge_tmux.probe import SocketState, probe_path
 from forge_tmux.tmux import TmuxErrorKind, TmuxNotFound, TmuxResult
@@ -372,8 +373,7 @@ def _result(
 def _sweep(socket_dir: str, protected: tuple[str, ...], timeout: float) -> int:
     found = janitor.sweep([socket_dir], timeout=timeout, protected=protected)
     janitorstate.record_sweep(found.ok, found.removed)
-    for level, text in janitor.log_events(found):
-        log.log(level, "%s", text)
+    log_events(log, janitor.log_events(found))
     return found.removed
 
 

@@ -32,6 +32,7 @@ import stat
 import time
 from collections import deque
 from collections.abc import Iterable, Iterator
+from enum import StrEnum
 from typing import NamedTuple
 
 from forge_tmux.locks import (
@@ -60,6 +61,7 @@ from forge_tmux.sockdir import DirResult, DirStatus, open_socket_dir
 # DirResult and DirStatus (from sockdir) are part of SweepResult's interface: exported here too.
 __all__ = [
     "WOULD_REMOVE",
+    "Code",
     "DirResult",
     "DirStatus",
     "SocketResult",
@@ -70,12 +72,24 @@ __all__ = [
 ]
 
 
+class Code(StrEnum):
+    """What became of an entry, for programs: `reason` is the same for people, and its wording
+    may change (the JSON carries both)."""
+
+    KEPT = "kept"  # anything not listed below: the reason says why
+    PROTECTED = "protected"  # stale, but named in protected_sockets
+    LOCK_HELD = "lock_held"  # a tmux client holds the lock: it is starting a server
+    WOULD_REMOVE = "would_remove"  # --dry-run: a real run would remove it
+    REMOVED = "removed"
+
+
 class SocketResult(NamedTuple):
     path: str
     state: SocketState
     removed: bool
     reason: str
     failed: bool = False  # a stale socket we meant to remove and could not
+    code: Code = Code.KEPT
 
 
 class SweepResult:
@@ -137,6 +151,7 @@ class SweepResult:
                     "state": s.state.value,
                     "removed": s.removed,
                     "reason": s.reason,
+                    "code": s.code.value,
                 }
                 for s in self.sockets
             ],
@@ -245,7 +260,10 @@ def _sweep_dir(dir_fd: int, dir_path: str, result: SweepResult, run: _Run) -> Di
         if probe.state is not SocketState.STALE:
             result.sockets.append(SocketResult(path, probe.state, False, probe.reason))
         elif name in run.protected:
-            result.sockets.append(SocketResult(path, probe.state, False, "protected socket, kept"))
+            protected = SocketResult(
+                path, probe.state, False, "protected socket, kept", code=Code.PROTECTED
+            )
+            result.sockets.append(protected)
         elif run.dry_run:
             if held_locks is None:
                 table = lock_table()
@@ -337,10 +355,11 @@ def _dry_run_verdict(
         lock = os.lstat(name + LOCK_SUFFIX, dir_fd=dir_fd)
         if (lock.st_dev, lock.st_ino) in held_locks:
             reason = "lock held: a tmux client is starting a server; would be kept"
-            return SocketResult(path, SocketState.SKIPPED, False, reason)
+            return SocketResult(path, SocketState.SKIPPED, False, reason, code=Code.LOCK_HELD)
     except OSError:
         pass
-    return SocketResult(path, SocketState.STALE, False, f"{WOULD_REMOVE}: {probe.reason}")
+    reason = f"{WOULD_REMOVE}: {probe.reason}"
+    return SocketResult(path, SocketState.STALE, False, reason, code=Code.WOULD_REMOVE)
 
 
 def _same_entry(dir_fd: int, name: str, before: os.stat_result) -> os.stat_result | None:
@@ -456,7 +475,7 @@ def _lock_and_recheck(
             fcntl.flock(lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
         reason = "lock held: a tmux client is starting a server; kept"
-        verdict = SocketResult(path, SocketState.SKIPPED, False, reason)
+        verdict = SocketResult(path, SocketState.SKIPPED, False, reason, code=Code.LOCK_HELD)
     if verdict is None:
         # Under the lock no tmux client can start a server on this path: re-check everything.
         # connect() stays here, the last check before the move: sock_diag sees only our network
@@ -653,7 +672,7 @@ def _settle(
         batch_lock = shared.key if lock_fd == shared.fd else None
         retired = _unlink_lock_if_alone(dir_fd, name + LOCK_SUFFIX, lock_fd, name, batch_lock)
         reason = "removed: no server listening (connection refused, re-checked under lock)"
-        removed = [SocketResult(path, SocketState.STALE, True, reason)]
+        removed = [SocketResult(path, SocketState.STALE, True, reason, code=Code.REMOVED)]
         if not retired and batch_lock is None and os.fstat(lock_fd).st_size:
             # Not tmux's lock file, so kept; flocking it was harmless (a tmux client would too).
             kept = "named like a lock file but not empty: not tmux's; kept"
@@ -717,7 +736,7 @@ def render_human(result: SweepResult, *, dry_run: bool = False) -> str:
         if s.state is not SocketState.LIVE and not s.removed
     ]
     counts = result.summary()
-    would = sum(1 for s in result.sockets if s.reason.startswith(WOULD_REMOVE))
+    would = sum(1 for s in result.sockets if s.code is Code.WOULD_REMOVE)
     acted = f"{would} would be removed" if dry_run else f"{counts['removed']} removed"
     lines.append(
         f"sweep: {counts['live']} live, {counts['stale']} stale, {acted}, "

@@ -120,7 +120,21 @@ def test_render_human_lists_what_is_not_live() -> None:
         "skipped  /d/c: fifo",
         "sweep: 1 live, 1 stale, 1 removed, 0 unknown, 1 skipped in 2 dir(s), 0.0 ms",
     ]
+    assert [s["code"] for s in result.to_json()["sockets"]] == ["kept", "kept", "kept"]  # type: ignore[index]
     assert sweep.log_events(result) == [
         (sweep.WARNING, "refused /e: owned by uid 0, not ours"),
         (sweep.NOTICE, "removed stale tmux socket /d/b: removed: x"),
     ]
+
+
+def test_render_human_counts_would_remove_by_code_not_by_wording() -> None:
+    """The dry-run count follows the machine code: a reason that merely reads like the dry-run
+    text is not counted, and rewording the dry-run text would not lose the count."""
+    result = sweep.SweepResult()
+    result.dirs.append(sweep.DirResult("/d", sweep.DirStatus.SWEPT, ""))
+    would = sweep.Code.WOULD_REMOVE
+    result.sockets.append(sweep.SocketResult("/d/a", SocketState.STALE, False, "x", code=would))
+    result.sockets.append(sweep.SocketResult("/d/b", SocketState.UNKNOWN, False, "would remove?"))
+    text = sweep.render_human(result, dry_run=True)
+    assert "1 would be removed" in text.splitlines()[-1]
+    assert [s["code"] for s in result.to_json()["sockets"]] == ["would_remove", "kept"]  # type: ignore[index]

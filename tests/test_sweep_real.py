@@ -92,6 +92,7 @@ def test_dry_run_removes_nothing_and_says_so(tmux_env: TmuxEnv, cli) -> None:
     assert entry["state"] == "stale"
     assert entry["removed"] is False
     assert "would remove" in entry["reason"]
+    assert entry["code"] == "would_remove"
     assert os.path.exists(stale)
     human = cli("sweep", "--dry-run")
     assert "1 would be removed" in human.out
@@ -107,6 +108,7 @@ def test_client_holding_the_lock_keeps_the_socket(tmux_env: TmuxEnv, cli) -> Non
         entry = by_path(result.json())[stale]
         assert entry["state"] == "skipped"
         assert "lock held" in entry["reason"]
+        assert entry["code"] == "lock_held"
         assert os.path.exists(stale)
         assert os.path.exists(stale + ".lock")  # never remove a lock someone holds
     # Once the client is gone, the next sweep cleans both.
@@ -148,6 +150,7 @@ def test_protected_socket_is_reported_not_removed(tmux_env: TmuxEnv, cli) -> Non
         "state": "stale",
         "removed": False,
         "reason": "protected socket, kept",
+        "code": "protected",
     }
     assert os.path.exists(stale)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import os
 import sys
+from collections.abc import Callable, Sequence
 from enum import StrEnum
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -34,7 +35,7 @@ if TYPE_CHECKING:
     from forge_tmux.healthstate import Event
     from forge_tmux.janitorstate import Labelled
     from forge_tmux.nagios import Thresholds
-    from forge_tmux.orphans import Recovery
+    from forge_tmux.orphans import RecoverReport, Recovery
 
 
 class Format(StrEnum):
@@ -170,14 +171,10 @@ def health(
 
     start_logging(ctx)
     limits = _thresholds(fmt, warning or [], critical or [])  # before the check: bad usage is fast
+    fmt = _format(fmt, json_out, events)
     cfg = state(ctx).config
-    if output is not None and not os.path.isdir(os.path.dirname(os.path.abspath(output))):
-        raise UsageError(f"--output: directory of {output} does not exist")
-    if output is not None:
-        _refuse_special(output)
-    chosen = socket_dirs(cfg, dirs)
-    if all_users:
-        chosen += core.all_user_dirs(tmux_socket_root())
+    _check_output(output)
+    chosen = socket_dirs(cfg, dirs) + (core.all_user_dirs(tmux_socket_root()) if all_users else [])
     result = core.collect(
         chosen,
         timeout=positive(timeout, "--timeout") if timeout is not None else cfg.health.timeout,
@@ -186,29 +183,53 @@ def health(
     )
     if dirs:  # named on the command line: one that does not exist is a finding, not "none"
         result = _named_missing(result, dirs)
+    if limits is not None:
+        _nagios(result, limits, dirs or [], output)
+    news = _remember(result) if events else None
+    _write(_render(result, fmt, news, lambda: _janitor(all_users, chosen)), output)
+    finish(1 if check and (result.problem or result.named_missing) else 0)
+
+
+def _format(fmt: Format, json_out: bool, events: bool) -> Format:
+    """The output format, --json being --format json; a combination that means nothing is bad
+    usage."""
     if json_out and fmt not in (Format.ROW, Format.JSON):
         raise UsageError(f"--json conflicts with --format {fmt.value}")
     fmt = Format.JSON if json_out else fmt
     if events and fmt not in (Format.ROW, Format.JSON):
         raise UsageError(f"--events goes with --format row or json, not {fmt.value}")
-    if limits is not None:
-        _nagios(result, limits, dirs or [], output)
-    news = _remember(result) if events else []
+    return fmt
+
+
+def _check_output(output: str | None) -> None:
+    """--output: exit 2 before any work when it cannot be written as a file."""
+    if output is None:
+        return
+    if not os.path.isdir(os.path.dirname(os.path.abspath(output))):
+        raise UsageError(f"--output: directory of {output} does not exist")
+    _refuse_special(output)
+
+
+def _render(
+    result: HealthResult,
+    fmt: Format,
+    news: list[Event] | None,
+    janitor: Callable[[], list[Labelled]],
+) -> str:
+    """The report in `fmt` (not nagios); `news`: the --events (None without --events)."""
+    from forge_tmux import health as core  # noqa: PLC0415
+
     if fmt is Format.JSON:
-        data = core.to_json(result)
-        if events:
+        data = result.to_json()
+        if news is not None:
             data["events"] = [event.to_json() for event in news]
-        text = _json_text(data)
+        return _json_text(data)
+    if fmt is Format.PROMETHEUS:
+        text = core.render_prometheus(result, janitor())
     else:
-        text = (
-            core.render_prometheus(result, _janitor(all_users, chosen))
-            if fmt is Format.PROMETHEUS
-            else core.render_row(result)
-        )
-        # The row stays the first line, as fleet-probe scripts expect; news follows, one a line.
-        text = "\n".join([text.rstrip("\n"), *(event.describe() for event in news)])
-    _write(text, output)
-    finish(1 if check and (result.problem or result.named_missing) else 0)
+        text = core.render_row(result)
+    # The row stays the first line, as fleet-probe scripts expect; news follows, one a line.
+    return "\n".join([text.rstrip("\n"), *(event.describe() for event in news or ())])
 
 
 def _named_missing(result: HealthResult, named: list[str]) -> HealthResult:
@@ -347,59 +368,36 @@ def recover(
     when every orphan was recovered (or would be) or none was found, 1 when any was refused or
     failed.
     """
-    from forge_tmux import orphans as core  # noqa: PLC0415
-    from forge_tmux.paths import display  # noqa: PLC0415
-
     start_logging(ctx)
     within = frozenset(os.path.abspath(d) for d in socket_dirs(state(ctx).config, dirs))
+    report = _recover(within, pids or (), dry_run, positive(timeout, "--timeout"))
+    _log_recoveries(report.recoveries)
+    if json_out:
+        emit_json(report.to_json())
+    elif report.error is None:
+        typer.echo("\n".join([*(r.line() for r in report.recoveries), report.summary()]))
+    if report.error is not None:
+        typer.echo(f"forge-tmux: error: {report.error}", err=True)
+    finish(0 if report.ok else 1)
+
+
+def _recover(
+    within: frozenset[str], pids: Sequence[int], dry_run: bool, timeout: float
+) -> RecoverReport:
+    from forge_tmux import orphans as core  # noqa: PLC0415
+
     try:
         # Root sees every user's orphans in the given directories and refuses the others'
         # with the reason (their owner runs recover); a user sees only their own.
         found = core.orphaned_servers(within, uid=None if is_root() else os.geteuid())
-        results = core.recover(
-            found, pids=pids or (), dry_run=dry_run, timeout=positive(timeout, "--timeout")
-        )
     except core.OrphansUnknown as exc:
-        message = f"cannot look for orphaned servers: {exc}"
-        if json_out:
-            emit_json({"ok": False, "dry_run": dry_run, "orphans": [], "error": message})
-        typer.echo(f"forge-tmux: error: {message}", err=True)
-        finish(1)
-    _log_recoveries(results)
-    ok = all(r.ok for r in results)
-    if json_out:
-        emit_json(
-            {
-                "ok": ok,
-                "dry_run": dry_run,
-                "orphans": [
-                    {
-                        "pid": r.pid,
-                        "path": display(r.path),
-                        "action": r.action.value,
-                        "reason": r.reason,
-                    }
-                    for r in results
-                ],
-            }
-        )
-    else:
-        for r in results:
-            typer.echo(f"{r.action.value:13} pid {r.pid} {display(r.path)}: {r.reason}")
-        typer.echo(f"recover: {len(results)} orphaned server(s), {_summary(results)}")
-    finish(0 if ok else 1)
+        return core.RecoverReport(dry_run, error=f"cannot look for orphaned servers: {exc}")
+    return core.RecoverReport(
+        dry_run, core.recover(found, pids=pids, dry_run=dry_run, timeout=timeout)
+    )
 
 
-def _summary(results: list[Recovery]) -> str:
-    from forge_tmux.orphans import RecoverAction  # noqa: PLC0415
-
-    counts = dict.fromkeys(RecoverAction, 0)
-    for r in results:
-        counts[r.action] += 1
-    return ", ".join(f"{n} {a.value}" for a, n in counts.items())
-
-
-def _log_recoveries(results: list[Recovery]) -> None:
+def _log_recoveries(results: Sequence[Recovery]) -> None:
     import logging  # noqa: PLC0415
 
     from forge_tmux.orphans import RecoverAction  # noqa: PLC0415

@@ -1,4 +1,4 @@
-"""`forge-tmux notify, boot, bot` (registered on the shared app when imported)."""
+"""`forge-tmux notify, bot` (registered on the shared app when imported)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,6 @@ from typing import Annotated
 import typer
 
 from forge_tmux.cli.common import (
-    DirOpt,
     JsonOpt,
     app,
     emit_json,
@@ -62,29 +61,6 @@ def _readable(text: str | None) -> str | None:
     if text is None:
         return None
     return text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
-
-
-@app.command()
-def boot(ctx: typer.Context, dirs: DirOpt = None, json_out: JsonOpt = False) -> None:
-    """The boot hook: sweep, the post-boot sessions' status, the health row, and the summary
-    to Telegram. Exit 0 unless the sweep itself failed (Telegram never changes the exit code).
-    """
-    from forge_tmux import boot as core  # noqa: PLC0415
-    from forge_tmux import notify  # noqa: PLC0415
-
-    start_logging(ctx)
-    cfg = state(ctx).config
-    settings = notify.for_job(cfg.telegram)
-    notifying = settings is not None and settings.ready
-    report = core.boot(cfg, socket_dirs(cfg, dirs), notifying=notifying)
-    delivery = notify.report(settings, report.message())
-    if json_out:
-        emit_json({**report.to_json(), "notify": delivery.to_json() if delivery else None})
-    else:
-        print("\n".join(report.lines()))
-        if delivery is not None:
-            print(notify.render_delivery(delivery))
-    finish(0 if report.ok else 1)
 
 
 @app.command()

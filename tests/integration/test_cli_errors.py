@@ -6,11 +6,11 @@ import os
 
 import pytest
 
-from forge_tmux_testing.cli import run_cli
+from forge_tmux_testing.cli import CliResult, run_cli
 from forge_tmux_testing.tmux_world import TmuxEnv
 
 
-def one_line_error(result) -> str:
+def one_line_error(result: CliResult) -> str:
     assert result.code == 2, (result.code, result.out, result.err)
     assert "Traceback" not in result.err
     lines = result.err.strip().splitlines()
@@ -38,7 +38,7 @@ def test_bad_options(tmux_env: TmuxEnv, args: list[str], expected: str) -> None:
     assert os.path.exists(stale)  # a rejected command touches nothing
 
 
-CONFIGS = {
+CONFIGS: dict[str, tuple[str | bytes, str]] = {
     "unknown key": ("soket_dirs = []\n", "unknown key 'soket_dirs'"),
     "unknown nested key": ("[sweep]\ntimeot = 3\n", "unknown key 'sweep.timeot'"),
     "wrong type": ('protected_sockets = "homebase"\n', "'protected_sockets' must be a list"),

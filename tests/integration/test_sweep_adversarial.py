@@ -5,22 +5,28 @@ from __future__ import annotations
 import os
 import shutil
 import stat
+from collections.abc import Callable
+from typing import Any
 
+from forge_tmux import probe, sockdir
 from forge_tmux import sweep as core
+from forge_tmux_testing.cli import CliResult
 from forge_tmux_testing.processes import as_user, needs_root
 from forge_tmux_testing.tmux_world import TmuxEnv, make_stale_socket, needs_tmux
 
 NOBODY = 65534
 
 
-def entries(report: dict[str, object]) -> dict[str, dict[str, object]]:
+def entries(report: dict[str, object]) -> dict[str, dict[str, Any]]:
     sockets = report["sockets"]
     assert isinstance(sockets, list)
     return {os.path.basename(s["path"]): s for s in sockets}
 
 
 @needs_tmux
-def test_adversarial_entries_in_one_directory(tmux_env: TmuxEnv, cli) -> None:
+def test_adversarial_entries_in_one_directory(
+    tmux_env: TmuxEnv, cli: Callable[..., CliResult]
+) -> None:
     d = tmux_env.sockdir
     elsewhere = os.path.join(tmux_env.root, "elsewhere")
     os.mkdir(elsewhere, 0o700)
@@ -66,7 +72,9 @@ def test_adversarial_entries_in_one_directory(tmux_env: TmuxEnv, cli) -> None:
 
 
 @needs_tmux
-def test_unsafe_directory_is_refused_and_untouched(tmux_env: TmuxEnv, cli) -> None:
+def test_unsafe_directory_is_refused_and_untouched(
+    tmux_env: TmuxEnv, cli: Callable[..., CliResult]
+) -> None:
     stale = tmux_env.stale("crashed")
     os.chmod(tmux_env.sockdir, 0o770)
     result = cli("sweep", "--json")
@@ -79,7 +87,7 @@ def test_unsafe_directory_is_refused_and_untouched(tmux_env: TmuxEnv, cli) -> No
     assert "refused" in result.err
 
 
-def test_symlinked_directory_is_refused(tmux_env: TmuxEnv, cli) -> None:
+def test_symlinked_directory_is_refused(tmux_env: TmuxEnv, cli: Callable[..., CliResult]) -> None:
     real = os.path.join(tmux_env.root, "real")
     os.mkdir(real, 0o700)
     stale = tmux_env.fake_stale("s", real)
@@ -93,7 +101,9 @@ def test_symlinked_directory_is_refused(tmux_env: TmuxEnv, cli) -> None:
 
 
 @needs_root
-def test_directory_of_another_user_is_refused(tmux_env: TmuxEnv, cli) -> None:
+def test_directory_of_another_user_is_refused(
+    tmux_env: TmuxEnv, cli: Callable[..., CliResult]
+) -> None:
     other = os.path.join(tmux_env.root, "tmux-65534")
     os.mkdir(other, 0o700)
     stale = tmux_env.fake_stale("s", other)
@@ -104,7 +114,9 @@ def test_directory_of_another_user_is_refused(tmux_env: TmuxEnv, cli) -> None:
     assert os.path.exists(stale)
 
 
-def test_missing_directory_is_nothing_to_do(tmux_env: TmuxEnv, cli) -> None:
+def test_missing_directory_is_nothing_to_do(
+    tmux_env: TmuxEnv, cli: Callable[..., CliResult]
+) -> None:
     missing = os.path.join(tmux_env.root, "nope")
     result = cli("sweep", "--json", "--dir", missing)
     assert result.code == 0
@@ -151,7 +163,7 @@ def test_other_users_stale_socket_in_shared_dir_as_that_user(tmux_env: TmuxEnv) 
     assert os.path.exists(roots)
 
 
-def test_non_utf8_name_is_handled(tmux_env: TmuxEnv, cli) -> None:
+def test_non_utf8_name_is_handled(tmux_env: TmuxEnv, cli: Callable[..., CliResult]) -> None:
     name = os.fsdecode(b"bad-\xff-name")
     path = tmux_env.fake_stale(name)
     result = cli("sweep", "--json")
@@ -161,7 +173,7 @@ def test_non_utf8_name_is_handled(tmux_env: TmuxEnv, cli) -> None:
     assert not os.path.lexists(path)
 
 
-def test_socket_path_of_exactly_107_bytes(tmux_env: TmuxEnv, cli) -> None:
+def test_socket_path_of_exactly_107_bytes(tmux_env: TmuxEnv, cli: Callable[..., CliResult]) -> None:
     """107 bytes is the most sun_path holds."""
     name = "n" * (107 - len(tmux_env.sockdir) - 1)
     path = tmux_env.fake_stale(name)
@@ -172,7 +184,7 @@ def test_socket_path_of_exactly_107_bytes(tmux_env: TmuxEnv, cli) -> None:
     assert not os.path.lexists(path)
 
 
-def test_socket_path_longer_than_sun_path(tmux_env: TmuxEnv, cli) -> None:
+def test_socket_path_longer_than_sun_path(tmux_env: TmuxEnv, cli: Callable[..., CliResult]) -> None:
     """A socket whose full path exceeds 107 bytes (bound through a relative name) is still
     probed correctly, through /proc/self/fd/N/NAME, and removed when stale."""
     deep = tmux_env.root
@@ -191,12 +203,12 @@ def test_sweep_copes_with_a_tree_that_changes_underneath(tmux_env: TmuxEnv) -> N
     """An entry that vanishes between listing and probing is simply not reported."""
     d = tmux_env.sockdir
     make_stale_socket(os.path.join(d, "a"))
-    fd, _ = core.open_socket_dir(d)
+    fd, _ = sockdir.open_socket_dir(d)
     assert fd is not None
     try:
         os.unlink(os.path.join(d, "a"))
         result = core.SweepResult()
-        run = core._Run(core.Budget(1), 1.0, False, frozenset())
+        run = core._Run(probe.Budget(1), 1.0, False, frozenset())
         core._sweep_dir(fd, d, result, run)
     finally:
         os.close(fd)

@@ -14,21 +14,25 @@ import os
 import shutil
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 
+from forge_tmux_testing.cli import CliResult
 from forge_tmux_testing.processes import needs_root
 from forge_tmux_testing.tmux_world import TmuxEnv, make_stale_socket
 
 
-def by_path(result_json: dict[str, object]) -> dict[str, dict[str, object]]:
+def by_path(result_json: dict[str, object]) -> dict[str, dict[str, Any]]:
     sockets = result_json["sockets"]
     assert isinstance(sockets, list)
     return {os.path.basename(s["path"]): s for s in sockets}
 
 
-def test_a_lock_file_with_content_is_never_deleted(tmux_env: TmuxEnv, cli) -> None:
+def test_a_lock_file_with_content_is_never_deleted(
+    tmux_env: TmuxEnv, cli: Callable[..., CliResult]
+) -> None:
     notes = tmux_env.path("notes.lock")
     with open(notes, "w") as fh:
         fh.write("precious\n")
@@ -42,7 +46,9 @@ def test_a_lock_file_with_content_is_never_deleted(tmux_env: TmuxEnv, cli) -> No
     assert result.json()["summary"]["locks_removed"] == 0
 
 
-def test_a_pidfile_beside_a_stale_socket_stays_and_the_socket_goes(tmux_env: TmuxEnv, cli) -> None:
+def test_a_pidfile_beside_a_stale_socket_stays_and_the_socket_goes(
+    tmux_env: TmuxEnv, cli: Callable[..., CliResult]
+) -> None:
     """`build.lock` with a pid in it beside a stale socket `build`: the socket is removed under
     the lock (flocking the file changes nothing in it); the file is kept and reported."""
     sock = tmux_env.path("build")
@@ -60,7 +66,7 @@ def test_a_pidfile_beside_a_stale_socket_stays_and_the_socket_goes(tmux_env: Tmu
 
 
 def test_lock_names_that_are_not_regular_files_are_left_and_reported(
-    tmux_env: TmuxEnv, cli
+    tmux_env: TmuxEnv, cli: Callable[..., CliResult]
 ) -> None:
     os.mkfifo(tmux_env.path("pipe.lock"), 0o600)
     os.mkdir(tmux_env.path("dir.lock"), 0o700)
@@ -134,7 +140,9 @@ def immutable(path: str) -> Iterator[None]:
 
 
 @needs_root
-def test_an_immutable_directory_that_keeps_a_stale_socket_exits_1(tmux_env: TmuxEnv, cli) -> None:
+def test_an_immutable_directory_that_keeps_a_stale_socket_exits_1(
+    tmux_env: TmuxEnv, cli: Callable[..., CliResult]
+) -> None:
     sock = tmux_env.path("s")
     make_stale_socket(sock)
     with immutable(tmux_env.sockdir):

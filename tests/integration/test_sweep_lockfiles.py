@@ -14,11 +14,14 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 
 import pytest
 
+from forge_tmux import probe
 from forge_tmux import sweep as core
 from forge_tmux.locks import parse_locks
+from forge_tmux_testing.cli import CliResult
 from forge_tmux_testing.hostguard import tmux_processes
 from forge_tmux_testing.processes import as_user, needs_root, wait_for
 from forge_tmux_testing.tmux_world import (
@@ -125,7 +128,9 @@ def test_a_client_that_never_locks_costs_one_timeout(tmux_env: TmuxEnv) -> None:
     assert not os.path.lexists(sock)
 
 
-def test_dry_run_reports_a_held_lock_without_taking_it(tmux_env: TmuxEnv, cli) -> None:
+def test_dry_run_reports_a_held_lock_without_taking_it(
+    tmux_env: TmuxEnv, cli: Callable[..., CliResult]
+) -> None:
     sock = tmux_env.path("s")
     make_stale_socket(sock)
     with lock_held_elsewhere(sock + ".lock"):
@@ -139,7 +144,9 @@ def test_dry_run_reports_a_held_lock_without_taking_it(tmux_env: TmuxEnv, cli) -
         assert "0 would be removed" in cli("sweep", "--dry-run").out
 
 
-def test_socket_named_like_a_lock_file_is_judged(tmux_env: TmuxEnv, cli) -> None:
+def test_socket_named_like_a_lock_file_is_judged(
+    tmux_env: TmuxEnv, cli: Callable[..., CliResult]
+) -> None:
     """`tmux -L foo.lock` makes a socket called foo.lock: it is a socket, not a lock file."""
     stale = tmux_env.fake_stale("foo.lock")
     result = cli("sweep", "--json")
@@ -290,7 +297,7 @@ def test_a_client_on_a_lock_file_the_sweep_created_is_waited_for(
     for name in ("s1", "s2", "s3"):
         make_stale_socket(tmux_env.path(name))
     clients: list[subprocess.Popen[str]] = []
-    real_bound_files = core.bound_files
+    real_bound_files = probe.bound_files
 
     def kernel_while_a_client_opens() -> frozenset[tuple[int, int]] | None:
         lock = tmux_env.path("s2.lock")

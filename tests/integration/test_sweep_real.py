@@ -9,21 +9,26 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
+from typing import Any
 
 from forge_tmux.probe import SocketState, probe_path
+from forge_tmux_testing.cli import CliResult
 from forge_tmux_testing.processes import pid_alive, wait_for
 from forge_tmux_testing.tmux_world import TmuxEnv, lock_held_elsewhere, needs_tmux, tmux_server_pids
 
 pytestmark = needs_tmux
 
 
-def by_path(report: dict[str, object]) -> dict[str, dict[str, object]]:
+def by_path(report: dict[str, object]) -> dict[str, dict[str, Any]]:
     sockets = report["sockets"]
     assert isinstance(sockets, list)
     return {s["path"]: s for s in sockets}
 
 
-def test_sigkilled_server_socket_removed_live_neighbour_kept(tmux_env: TmuxEnv, cli) -> None:
+def test_sigkilled_server_socket_removed_live_neighbour_kept(
+    tmux_env: TmuxEnv, cli: Callable[..., CliResult]
+) -> None:
     live = tmux_env.start("live")
     stale = tmux_env.stale("crashed")
 
@@ -54,7 +59,7 @@ def test_sigkilled_server_socket_removed_live_neighbour_kept(tmux_env: TmuxEnv, 
     assert f"removed stale tmux socket {stale}" in result.err
 
 
-def test_sigstopped_server_is_kept(tmux_env: TmuxEnv, cli) -> None:
+def test_sigstopped_server_is_kept(tmux_env: TmuxEnv, cli: Callable[..., CliResult]) -> None:
     hung = tmux_env.start("hung")
     os.kill(hung.pid, signal.SIGSTOP)
     try:
@@ -69,7 +74,9 @@ def test_sigstopped_server_is_kept(tmux_env: TmuxEnv, cli) -> None:
     assert tmux_env.answers(hung)
 
 
-def test_sweep_never_brings_a_killed_server_back(tmux_env: TmuxEnv, cli) -> None:
+def test_sweep_never_brings_a_killed_server_back(
+    tmux_env: TmuxEnv, cli: Callable[..., CliResult]
+) -> None:
     server = tmux_env.start("gone")
     tmux_env.tmux("-L", "gone", "kill-server", check=True)
     wait_for(lambda: not pid_alive(server.pid))
@@ -84,7 +91,9 @@ def test_sweep_never_brings_a_killed_server_back(tmux_env: TmuxEnv, cli) -> None
     assert probe_path(server.path).state is SocketState.UNKNOWN  # nothing there at all
 
 
-def test_dry_run_removes_nothing_and_says_so(tmux_env: TmuxEnv, cli) -> None:
+def test_dry_run_removes_nothing_and_says_so(
+    tmux_env: TmuxEnv, cli: Callable[..., CliResult]
+) -> None:
     stale = tmux_env.stale("crashed")
     result = cli("sweep", "--dry-run", "--json")
     assert result.code == 0
@@ -98,7 +107,9 @@ def test_dry_run_removes_nothing_and_says_so(tmux_env: TmuxEnv, cli) -> None:
     assert os.path.exists(stale)
 
 
-def test_client_holding_the_lock_keeps_the_socket(tmux_env: TmuxEnv, cli) -> None:
+def test_client_holding_the_lock_keeps_the_socket(
+    tmux_env: TmuxEnv, cli: Callable[..., CliResult]
+) -> None:
     """A tmux client that is starting a server holds `<socket>.lock`: the sweep must back off."""
     stale = tmux_env.stale("starting")
     with lock_held_elsewhere(stale + ".lock"):
@@ -115,7 +126,7 @@ def test_client_holding_the_lock_keeps_the_socket(tmux_env: TmuxEnv, cli) -> Non
     assert not os.path.lexists(stale + ".lock")
 
 
-def test_orphan_lock_files_do_not_pile_up(tmux_env: TmuxEnv, cli) -> None:
+def test_orphan_lock_files_do_not_pile_up(tmux_env: TmuxEnv, cli: Callable[..., CliResult]) -> None:
     orphan = os.path.join(tmux_env.sockdir, "dead.lock")
     with open(orphan, "w"):
         pass
@@ -138,7 +149,9 @@ def test_orphan_lock_files_do_not_pile_up(tmux_env: TmuxEnv, cli) -> None:
     assert tmux_env.answers(live)
 
 
-def test_protected_socket_is_reported_not_removed(tmux_env: TmuxEnv, cli) -> None:
+def test_protected_socket_is_reported_not_removed(
+    tmux_env: TmuxEnv, cli: Callable[..., CliResult]
+) -> None:
     stale = tmux_env.stale("homebase")
     result = cli("sweep", "--json")
     assert result.code == 0
@@ -152,7 +165,9 @@ def test_protected_socket_is_reported_not_removed(tmux_env: TmuxEnv, cli) -> Non
     assert os.path.exists(stale)
 
 
-def test_without_tmux_on_path_live_kept_stale_removed(tmux_env: TmuxEnv, cli) -> None:
+def test_without_tmux_on_path_live_kept_stale_removed(
+    tmux_env: TmuxEnv, cli: Callable[..., CliResult]
+) -> None:
     live = tmux_env.start("live")
     stale = tmux_env.stale("crashed")
     env = dict(tmux_env.env, PATH="/nonexistent")
@@ -164,7 +179,9 @@ def test_without_tmux_on_path_live_kept_stale_removed(tmux_env: TmuxEnv, cli) ->
     assert tmux_env.answers(live)
 
 
-def test_default_directory_follows_tmux_tmpdir(tmux_env: TmuxEnv, cli) -> None:
+def test_default_directory_follows_tmux_tmpdir(
+    tmux_env: TmuxEnv, cli: Callable[..., CliResult]
+) -> None:
     """No --dir: the sweep looks where tmux puts sockets for this TMUX_TMPDIR."""
     stale = tmux_env.stale("x")
     result = cli("sweep", "--json")
@@ -172,7 +189,9 @@ def test_default_directory_follows_tmux_tmpdir(tmux_env: TmuxEnv, cli) -> None:
     assert not os.path.lexists(stale)
 
 
-def test_human_summary_and_journal_priorities(tmux_env: TmuxEnv, cli) -> None:
+def test_human_summary_and_journal_priorities(
+    tmux_env: TmuxEnv, cli: Callable[..., CliResult]
+) -> None:
     first, second = tmux_env.fake_stale("a"), tmux_env.fake_stale("b")
     plain = cli("sweep")
     assert plain.code == 0
@@ -206,7 +225,9 @@ def test_human_summary_and_journal_priorities(tmux_env: TmuxEnv, cli) -> None:
     assert all(line.startswith("<5>removed stale tmux socket") for line in lines)
 
 
-def test_full_backlog_is_live_and_costs_no_timeout(tmux_env: TmuxEnv, cli) -> None:
+def test_full_backlog_is_live_and_costs_no_timeout(
+    tmux_env: TmuxEnv, cli: Callable[..., CliResult]
+) -> None:
     """A listener whose backlog is full answers EAGAIN at once: live, kept, no waiting."""
     path = tmux_env.path("busy")
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -233,7 +254,9 @@ def test_full_backlog_is_live_and_costs_no_timeout(tmux_env: TmuxEnv, cli) -> No
         listener.close()
 
 
-def test_server_between_bind_and_listen_is_kept(tmux_env: TmuxEnv, cli) -> None:
+def test_server_between_bind_and_listen_is_kept(
+    tmux_env: TmuxEnv, cli: Callable[..., CliResult]
+) -> None:
     """connect() is refused by a server that has bound its socket but not listened yet, exactly
     as by a stale file. Without tmux's lock (a client that raced a lock file's removal, SIGUSR1)
     only the kernel tells them apart, and the sweep must ask it before unlinking."""

@@ -14,12 +14,13 @@ import subprocess
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 from test_sweep_lockfiles import MODEL_CLIENT, start_model_client, tmux_named_python
 
 from forge_tmux import sweep as core
+from forge_tmux_testing.cli import CliResult
 from forge_tmux_testing.processes import as_user, needs_root, wait_for
 from forge_tmux_testing.tmux_world import TmuxEnv, make_stale_socket, needs_tmux
 
@@ -202,7 +203,9 @@ def test_a_root_process_holding_the_users_lock_file_is_still_waited_for(
     assert any(f"pid {client.pid}:" in line and "$TMUX" in line for line in waits), waits
 
 
-def test_verbose_names_the_pid_and_the_reason_of_every_wait(tmux_env: TmuxEnv, cli) -> None:
+def test_verbose_names_the_pid_and_the_reason_of_every_wait(
+    tmux_env: TmuxEnv, cli: Callable[..., CliResult]
+) -> None:
     """A wait is never silent with --verbose; without it, only the timeout's warning shows."""
     sock = tmux_env.path("s")
     make_stale_socket(sock)

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import re
 import tomllib
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, cast
 
 from forge_tmux.config import BootSession, Config, Profile, parse
 from forge_tmux_testing import REPO
@@ -49,8 +49,8 @@ def code_keys() -> dict[str, Any]:
                 walk(entry, entry_prefix + ".")
                 continue
             value = defaults.get(name, REQUIRED)
-            if isinstance(value, tuple) and hasattr(value, "_fields"):
-                walk(value, key + ".")
+            if isinstance(value, tuple) and hasattr(value, "_fields"):  # a nested NamedTuple
+                walk(cast("NamedTuple", value), key + ".")
             else:
                 keys[key] = value
 
@@ -96,7 +96,7 @@ def code_environment() -> set[str]:
     lookup = re.compile(
         r"""(?:environ|env)(?:\.get\(|\[)\s*"([A-Z][A-Z0-9_]+)"|_xdg\("([A-Z][A-Z0-9_]+)\""""
     )
-    names = set()
+    names: set[str] = set()
     for path in (REPO / "forge_tmux").rglob("*.py"):
         source = path.read_text()
         names.update(a or b for a, b in lookup.findall(source))

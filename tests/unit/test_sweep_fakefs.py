@@ -24,10 +24,15 @@ def test_precheck_rules() -> None:
         "symlink, never followed",
         None,
     )
-    assert precheck(fake_stat(stat.S_IFREG | 0o600, me), me).reason == "not a socket (regular file)"
-    assert precheck(fake_stat(stat.S_IFIFO | 0o600, me), me).reason == "not a socket (fifo)"
-    assert precheck(fake_stat(stat.S_IFDIR | 0o700, me), me).reason == "not a socket (directory)"
-    assert precheck(fake_stat(stat.S_IFCHR | 0o600, me), me).reason == "not a socket (special file)"
+    for mode, kind in (
+        (stat.S_IFREG | 0o600, "regular file"),
+        (stat.S_IFIFO | 0o600, "fifo"),
+        (stat.S_IFDIR | 0o700, "directory"),
+        (stat.S_IFCHR | 0o600, "special file"),
+    ):
+        probe = precheck(fake_stat(mode, me), me)
+        assert probe is not None
+        assert probe.reason == f"not a socket ({kind})"
     theirs = precheck(fake_stat(stat.S_IFSOCK | 0o600, 1001), me)
     assert theirs is not None
     assert theirs.state is SocketState.SKIPPED
@@ -53,6 +58,7 @@ def test_unsafe_dir_reason(mode: int, uid: int, reason: str) -> None:
 def test_scan_of_a_fake_tree_touches_no_non_socket() -> None:
     with Patcher() as patcher:
         fs = patcher.fs
+        assert fs is not None
         me = os.geteuid()
         d = "/tmp/tmux-test"
         fs.create_dir(d, perm_bits=0o700)
@@ -80,6 +86,7 @@ def test_scan_of_a_fake_tree_touches_no_non_socket() -> None:
 def test_fake_unsafe_dir_is_refused_with_nothing_touched() -> None:
     with Patcher() as patcher:
         fs = patcher.fs
+        assert fs is not None
         d = "/tmp/tmux-open"
         fs.create_dir(d, perm_bits=0o777)
         fs.create_file(f"{d}/keep")
@@ -92,8 +99,10 @@ def test_fake_unsafe_dir_is_refused_with_nothing_touched() -> None:
 
 def test_socket_dir_honours_tmux_tmpdir_like_tmux() -> None:
     with Patcher() as patcher:
-        patcher.fs.create_dir("/srv/tt")
-        patcher.fs.create_symlink("/srv/link", "/srv/tt")
+        fs = patcher.fs
+        assert fs is not None
+        fs.create_dir("/srv/tt")
+        fs.create_symlink("/srv/link", "/srv/tt")
         assert paths.tmux_socket_dir(1000, {"TMUX_TMPDIR": "/srv/tt"}) == "/srv/tt/tmux-1000"
         # tmux resolves the directory (realpath) ...
         assert paths.tmux_socket_dir(1000, {"TMUX_TMPDIR": "/srv/link"}) == "/srv/tt/tmux-1000"
@@ -102,7 +111,7 @@ def test_socket_dir_honours_tmux_tmpdir_like_tmux() -> None:
         assert paths.tmux_socket_dir(1000, {"TMUX_TMPDIR": ""}) == "/tmp/tmux-1000"
         # A regular file resolves, so tmux takes it (and then fails); so do we, and the sweep
         # then finds /srv/afile/tmux-1000 missing instead of sweeping /tmp behind tmux's back.
-        patcher.fs.create_file("/srv/afile")
+        fs.create_file("/srv/afile")
         assert paths.tmux_socket_dir(1000, {"TMUX_TMPDIR": "/srv/afile"}) == "/srv/afile/tmux-1000"
         assert paths.tmux_socket_dir(1000, {}) == "/tmp/tmux-1000"
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 
@@ -30,8 +31,8 @@ ME = Identity("alice", "staff", 1234, "/home/alice")
 Cli = Callable[..., CliResult]
 
 
-def files(mode: Mode, **kw: object) -> dict[str, str]:
-    opts = RenderOptions(mode=mode, exec_start=(EXE,), identity=ME, **kw)  # type: ignore[arg-type]
+def files(mode: Mode, **kw: Any) -> dict[str, str]:
+    opts = RenderOptions(mode=mode, exec_start=(EXE,), identity=ME, **kw)
     return {f.name: f.text for f in render(opts)}
 
 

@@ -16,6 +16,7 @@ from collections.abc import Iterator
 import pytest
 
 from forge_tmux import sweep as core
+from forge_tmux.locks import HeldLocks
 from forge_tmux.probe import SocketState, bound_files, probe_path
 from forge_tmux_testing.tmux_world import TmuxEnv, make_stale_socket
 
@@ -82,7 +83,14 @@ def test_rebind_before_the_move_is_put_back(
     make_stale_socket(path)
     recheck = core._lock_and_recheck
 
-    def recheck_then_rebind(dir_fd, dir_path, name, st, run, shared):  # type: ignore[no-untyped-def]
+    def recheck_then_rebind(
+        dir_fd: int,
+        dir_path: str,
+        name: str,
+        st: os.stat_result,
+        run: core._Run,
+        shared: core._BatchLock,
+    ) -> tuple[core.SocketResult | None, int, os.stat_result | None]:
         verdict = recheck(dir_fd, dir_path, name, st, run, shared)
         rebind(path, listeners)  # between the re-check under the lock and the move
         return verdict
@@ -154,7 +162,13 @@ def test_existing_lock_files_keep_a_batch_within_its_fd_budget(
     sizes: list[int] = []
     real = core._remove_batch
 
-    def counting(dir_fd, dir_path, batch, held, run):  # type: ignore[no-untyped-def]
+    def counting(
+        dir_fd: int,
+        dir_path: str,
+        batch: list[tuple[str, os.stat_result]],
+        held: HeldLocks,
+        run: core._Run,
+    ) -> list[core.SocketResult]:
         sizes.append(len(batch))
         return real(dir_fd, dir_path, batch, held, run)
 

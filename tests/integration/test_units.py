@@ -8,6 +8,7 @@ import re
 import shutil
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -38,8 +39,8 @@ EXE = os.path.join(os.path.dirname(sys.executable), "forge-tmux")
 ME = Identity("alice", "staff", 1234, "/home/alice")
 
 
-def files(mode: Mode, **kw: object) -> dict[str, str]:
-    opts = RenderOptions(mode=mode, exec_start=(EXE,), identity=ME, **kw)  # type: ignore[arg-type]
+def files(mode: Mode, **kw: Any) -> dict[str, str]:
+    opts = RenderOptions(mode=mode, exec_start=(EXE,), identity=ME, **kw)
     return {f.name: f.text for f in render(opts)}
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+from typing import Any
 
 import pytest
 
@@ -133,9 +134,9 @@ def test_make_request_refuses_a_protected_derived_socket() -> None:
         ({"ready_timeout": float("nan")}, "positive"),
     ],
 )
-def test_make_request_bad_input(kwargs: dict[str, object], problem: str) -> None:
+def test_make_request_bad_input(kwargs: dict[str, Any], problem: str) -> None:
     with pytest.raises(UsageError, match=problem):
-        make_request("x", socket_dir=SOCKDIR, **kwargs)  # type: ignore[arg-type]
+        make_request("x", socket_dir=SOCKDIR, **kwargs)
 
 
 def test_request_for_takes_protection_and_timeouts_from_the_config() -> None:

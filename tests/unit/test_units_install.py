@@ -8,6 +8,7 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -71,9 +72,9 @@ def operator_unit(home: Path, name: str) -> Path:
     return path
 
 
-def opts(**kw: object) -> RenderOptions:
+def opts(**kw: Any) -> RenderOptions:
     me = Identity.of(os.getuid())
-    return RenderOptions(Mode.USER, (EXE,), me, **kw)  # type: ignore[arg-type]
+    return RenderOptions(Mode.USER, (EXE,), me, **kw)
 
 
 def files_under(root: Path) -> set[str]:

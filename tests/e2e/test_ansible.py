@@ -1,6 +1,6 @@
 """contrib/ansible applied for real: `ansible-playbook -c local` installs forge-tmux for a
-throw-away user with its own `systemd --user` (tests/systemd_user.py), twice; the second run
-changes nothing, the timers are listed by that user's manager, and the metrics the health timer
+throw-away user with its own `systemd --user` (forge_tmux_testing.systemd_user), twice; the second
+run changes nothing, the timers are listed by that user's manager, and the metrics the health timer
 writes after the install's real sweep parse with prometheus_client."""
 
 from __future__ import annotations
@@ -18,7 +18,6 @@ from pathlib import Path
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
-from test_systemd_e2e import manager  # noqa: F401 - the throw-away user's manager, a fixture
 
 from forge_tmux import __version__
 from forge_tmux_testing import REPO
@@ -114,7 +113,8 @@ def play(tmp: Path, extra: dict[str, object], mgr: UserManager) -> subprocess.Co
     return subprocess.run(
         [
             # The user's manager and its /run/user/UID live in the keeper's mount namespace
-            # (systemd_user.py): ansible must run there to reach it, as root, and `su` in.
+            # (forge_tmux_testing.systemd_user): ansible must run there to reach it, as root, and
+            # `su` in.
             "nsenter",
             f"--target={mgr.keeper.pid}",
             "--mount",
@@ -143,7 +143,7 @@ def recap(result: subprocess.CompletedProcess[str]) -> dict[str, int]:
 
 
 def test_role_installs_idempotently_and_the_metrics_follow(
-    manager: UserManager,  # noqa: F811 - the fixture imported above
+    manager: UserManager,
     tmp_path: Path,
 ) -> None:
     tmp_path.chmod(0o755)

@@ -1,6 +1,6 @@
-"""The shutdown save on a real `systemd --user` manager (tests/systemd_user.py): a session spawned
-from a service gets a scope ordered before forge-tmux-save.service, so stopping the manager (a
-shutdown) runs the save while the session still runs; the next boot restores it."""
+"""The shutdown save on a real `systemd --user` manager (forge_tmux_testing.systemd_user): a session
+spawned from a service gets a scope ordered before forge-tmux-save.service, so stopping the manager
+(a shutdown) runs the save while the session still runs; the next boot restores it."""
 
 from __future__ import annotations
 
@@ -9,7 +9,6 @@ import os
 from pathlib import Path
 
 import pytest
-import test_systemd_e2e
 
 from forge_tmux_testing.processes import wait_for
 from forge_tmux_testing.systemd_user import UserManager, missing_requirements
@@ -20,11 +19,6 @@ pytestmark = [
 ]
 
 SAVE = "forge-tmux-save.service"
-
-
-# The same throw-away manager and virtualenv fixtures as the other systemd end-to-end tests.
-venv = test_systemd_e2e.venv
-manager = test_systemd_e2e.manager
 
 
 def test_shutdown_saves_before_the_sessions_stop_and_boot_restores(

@@ -1,6 +1,7 @@
-"""End to end against a real `systemd --user` manager of a throw-away user (tests/systemd_user.py):
-install, a simulated boot that must sweep before the post-boot sessions, a spawned session that
-survives its service's restart, and an uninstall that leaves nothing behind."""
+"""End to end against a real `systemd --user` manager of a throw-away user
+(forge_tmux_testing.systemd_user): install, a simulated boot that must sweep before the post-boot
+sessions, a spawned session that survives its service's restart, and an uninstall that leaves
+nothing behind."""
 
 from __future__ import annotations
 
@@ -9,14 +10,13 @@ import os
 import shutil
 import socket
 import textwrap
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from forge_tmux_testing import REPO
 from forge_tmux_testing.processes import wait_for
-from forge_tmux_testing.systemd_user import UserManager, e2e_venv, missing_requirements
+from forge_tmux_testing.systemd_user import UserManager, missing_requirements
 
 pytestmark = [
     pytest.mark.systemd,
@@ -43,21 +43,6 @@ STAND_IN = textwrap.dedent(
     WantedBy=default.target
     """
 )
-
-
-@pytest.fixture(scope="module")
-def venv() -> Path:
-    return e2e_venv()
-
-
-@pytest.fixture(scope="module")
-def manager() -> Iterator[UserManager]:
-    mgr = UserManager()
-    try:
-        mgr.start()
-        yield mgr
-    finally:
-        mgr.close()
 
 
 def forge(mgr: UserManager, venv: Path, *args: str) -> tuple[int, str, str]:

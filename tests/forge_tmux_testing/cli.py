@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,6 +18,10 @@ class CliResult:
 
     def json(self) -> Any:
         return json.loads(self.out)
+
+
+Cli = Callable[..., CliResult]
+"""The `cli` fixture: `run_cli` with the test's private environment unless `env=` is given."""
 
 
 def run_cli(

@@ -1,6 +1,11 @@
 """The pytest plugin of forge-tmux's tests (loaded by tests/conftest.py): real tmux worlds, the
 CLI through its real entry point, the fake Bot API, and a run that leaves the host as it found it.
 
+Fixtures: `tmux_env` (a private tmux world), `cli` (the real CLI in it), `fake` (the fake Bot API),
+`tg_env` (tmux_env pointed at the fake), `start_bot` (`forge-tmux bot` as a real process),
+`venv` and `manager` (per module: a virtualenv a throw-away user can run, and that user's real
+`systemd --user`), and `host_left_as_found` (per session, automatic).
+
 Every test that asks for `tmux_env` gets its own socket root; servers it starts are recorded by pid
 and killed by pid in the finalizer (inside `suppress`, so cleanup never hides the real failure).
 
@@ -18,17 +23,22 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
+import sys
 import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from forge_tmux_testing import systemd_user
+from forge_tmux_testing.bot_process import BotProcess
 from forge_tmux_testing.cli import CliResult, run_cli
 from forge_tmux_testing.fake_bot_api import TOKEN, FakeBotAPI
 from forge_tmux_testing.hostguard import Guard, tmux_processes
+from forge_tmux_testing.systemd_user import UserManager, e2e_venv
 from forge_tmux_testing.telegram import BASE_CONFIG, CHAT, write_config
 from forge_tmux_testing.tmux_world import TmuxEnv, end_world, new_world
 
@@ -114,6 +124,60 @@ def cli(tmux_env: TmuxEnv) -> Callable[..., CliResult]:
         return run_cli(*args, **kwargs)
 
     return call
+
+
+@pytest.fixture
+def start_bot(tmux_env: TmuxEnv) -> Iterator[Callable[[str], BotProcess]]:
+    started: list[BotProcess] = []
+    config_dir = os.path.join(tmux_env.env["XDG_CONFIG_HOME"], "forge-tmux")
+    os.makedirs(config_dir, exist_ok=True)
+    with open(os.path.join(config_dir, "config.toml"), "w") as fh:
+        fh.write(
+            "[bot]\nallowed_user_ids = [1111]\n"
+            "[health]\ntimeout = 1\n"
+            '[spawn.profiles.sleeper]\ncommand = ["sleep", "1000"]\n'
+        )
+
+    def start(api_url: str) -> BotProcess:
+        env = dict(
+            tmux_env.env,
+            FORGE_TMUX_TELEGRAM_TOKEN=TOKEN,
+            FORGE_TMUX_TELEGRAM_API_URL=api_url,
+        )
+        log_path = os.path.join(tmux_env.root, f"bot{len(started)}.log")
+        with open(log_path, "wb") as log:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "forge_tmux", "-v", "bot"],
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                cwd="/",
+            )
+        bot = BotProcess(proc, log_path)
+        started.append(bot)
+        return bot
+
+    yield start
+    for bot in started:
+        if bot.proc.poll() is None:
+            bot.proc.kill()
+            bot.proc.wait()
+
+
+@pytest.fixture(scope="module")
+def venv() -> Path:
+    return e2e_venv()
+
+
+@pytest.fixture(scope="module")
+def manager() -> Iterator[UserManager]:
+    mgr = UserManager()
+    try:
+        mgr.start()
+        yield mgr
+    finally:
+        mgr.close()
 
 
 @pytest.fixture

@@ -22,6 +22,8 @@ from forge_tmux_testing.processes import kill, pid_alive, wait_for
 
 TMUX = shutil.which("tmux")
 needs_tmux = pytest.mark.skipif(TMUX is None, reason="tmux is not installed")
+# A tmux that lies about new-session in the ways the spawn harness must survive (see the script).
+FAKE_TMUX = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fake_tmux")
 
 
 @dataclass
@@ -160,3 +162,30 @@ def lock_held_elsewhere(lock_path: str) -> Iterator[None]:
     finally:
         holder.kill()
         holder.wait()
+
+
+def session_view(env: TmuxEnv, socket: str, session: str = "probe") -> tuple[str, str]:
+    """(the pane's text, the server's global environment) of a session that ran `env`."""
+    pane = env.tmux("-L", socket, "capture-pane", "-p", "-J", "-S", "-", "-t", f"={session}:")
+    global_env = env.tmux("-L", socket, "show-environment", "-g")
+    assert pane.returncode == 0, pane.stderr
+    assert global_env.returncode == 0, global_env.stderr
+    return pane.stdout, global_env.stdout
+
+
+def fake_tmux_env(env: TmuxEnv, mode: str) -> tuple[dict[str, str], str]:
+    """The test environment with the lying tmux first on PATH; returns it and the counter file."""
+    bindir = os.path.join(env.root, "bin")
+    os.makedirs(bindir, exist_ok=True)
+    os.symlink(FAKE_TMUX, os.path.join(bindir, "tmux"))
+    count = os.path.join(env.root, "new-session-count")
+    assert TMUX is not None
+    fake = {
+        **env.env,
+        "PATH": f"{bindir}:{env.env['PATH']}",
+        "FAKE_TMUX_REAL": TMUX,
+        "FAKE_TMUX_MODE": mode,
+        "FAKE_TMUX_COUNT": count,
+        "FAKE_TMUX_PYTHON": sys.executable,
+    }
+    return fake, count

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
 
 import pytest
 
@@ -16,10 +15,8 @@ from forge_tmux.audit import (
     shell_uses_default_socket,
     socket_chosen,
 )
-from forge_tmux_testing.cli import CliResult
+from forge_tmux_testing.cli import Cli
 from forge_tmux_testing.tmux_world import TmuxEnv
-
-Cli = Callable[..., CliResult]
 
 BAD_SCRIPT = """\
 #!/bin/bash

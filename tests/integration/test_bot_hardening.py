@@ -12,11 +12,10 @@ import time
 from collections.abc import Callable, Iterator
 
 import pytest
-from test_secrets import session_view
 
 from forge_tmux.bot import FORWARDED
 from forge_tmux_testing.fake_bot_api import TOKEN, FakeBotAPI, command_update
-from forge_tmux_testing.tmux_world import TmuxEnv, needs_tmux
+from forge_tmux_testing.tmux_world import TmuxEnv, needs_tmux, session_view
 
 pytestmark = needs_tmux
 

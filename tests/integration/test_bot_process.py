@@ -4,14 +4,10 @@ Bot API on 127.0.0.1, real tmux servers in the test's private TMUX_TMPDIR."""
 from __future__ import annotations
 
 import os
-import signal
-import subprocess
-import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
-import pytest
-
+from forge_tmux_testing.bot_process import BotProcess, polling
 from forge_tmux_testing.cli import CliResult
 from forge_tmux_testing.fake_bot_api import TOKEN, FakeBotAPI
 from forge_tmux_testing.tmux_world import TmuxEnv, needs_tmux
@@ -20,65 +16,6 @@ ALICE = 1111
 MALLORY = 6666
 
 pytestmark = needs_tmux
-
-
-class BotProcess:
-    def __init__(self, proc: subprocess.Popen[bytes], log_path: str) -> None:
-        self.proc = proc
-        self.log_path = log_path
-
-    def log(self) -> str:
-        with open(self.log_path, encoding="utf-8", errors="replace") as fh:
-            return fh.read()
-
-    def stop(self, timeout: float = 10) -> tuple[int, float]:
-        started = time.monotonic()
-        self.proc.send_signal(signal.SIGTERM)
-        code = self.proc.wait(timeout=timeout)
-        return code, time.monotonic() - started
-
-
-@pytest.fixture
-def start_bot(tmux_env: TmuxEnv) -> Iterator[Callable[[str], BotProcess]]:
-    started: list[BotProcess] = []
-    config_dir = os.path.join(tmux_env.env["XDG_CONFIG_HOME"], "forge-tmux")
-    os.makedirs(config_dir, exist_ok=True)
-    with open(os.path.join(config_dir, "config.toml"), "w") as fh:
-        fh.write(
-            "[bot]\nallowed_user_ids = [1111]\n"
-            "[health]\ntimeout = 1\n"
-            '[spawn.profiles.sleeper]\ncommand = ["sleep", "1000"]\n'
-        )
-
-    def start(api_url: str) -> BotProcess:
-        env = dict(
-            tmux_env.env,
-            FORGE_TMUX_TELEGRAM_TOKEN=TOKEN,
-            FORGE_TMUX_TELEGRAM_API_URL=api_url,
-        )
-        log_path = os.path.join(tmux_env.root, f"bot{len(started)}.log")
-        with open(log_path, "wb") as log:
-            proc = subprocess.Popen(
-                [sys.executable, "-m", "forge_tmux", "-v", "bot"],
-                env=env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                cwd="/",
-            )
-        bot = BotProcess(proc, log_path)
-        started.append(bot)
-        return bot
-
-    yield start
-    for bot in started:
-        if bot.proc.poll() is None:
-            bot.proc.kill()
-            bot.proc.wait()
-
-
-def polling(fake: FakeBotAPI, timeout: float = 20) -> None:
-    fake.wait_for(lambda: bool(fake.calls_of("getUpdates")), timeout)
 
 
 def has_session(env: TmuxEnv, socket: str, session: str) -> bool:

@@ -10,20 +10,17 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-import test_bot_process
 from telegram import Update
-from test_bot_process import BotProcess, polling
 
 from forge_tmux import bot
 from forge_tmux.config import Config, parse
 from forge_tmux.notify import TelegramSettings
+from forge_tmux_testing.bot_process import BotProcess, polling
 from forge_tmux_testing.fake_bot_api import TOKEN, FakeBotAPI, callback_update, command_update
 from forge_tmux_testing.processes import pid_alive, wait_for
 from forge_tmux_testing.tmux_world import TmuxEnv, needs_tmux
 
 pytestmark = needs_tmux
-# The real bot process as a fixture, shared with test_bot_process.py.
-start_bot = test_bot_process.start_bot
 
 ALICE = 1111
 BOB = 2222  # allowed too, but did not ask

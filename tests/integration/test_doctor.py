@@ -6,7 +6,6 @@ which is itself a case doctor must report (warn, not fail)."""
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -22,10 +21,8 @@ from forge_tmux.systemd_units import (
     Status,
     UnitStatus,
 )
-from forge_tmux_testing.cli import CliResult
+from forge_tmux_testing.cli import Cli, CliResult
 from forge_tmux_testing.tmux_world import TmuxEnv, needs_tmux
-
-Cli = Callable[..., CliResult]
 
 
 def levels(result: CliResult) -> dict[str, str]:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -21,14 +20,13 @@ from forge_tmux.systemd_units import (
     RenderOptions,
     render,
 )
-from forge_tmux_testing.cli import CliResult
+from forge_tmux_testing.cli import Cli
 from forge_tmux_testing.fake_bot_api import FakeBotAPI
 from forge_tmux_testing.telegram import CHAT  # noqa: F401 - the plugin below provides its fixtures
 from forge_tmux_testing.tmux_world import TmuxEnv
 
 EXE = os.path.join(os.path.dirname(sys.executable), "forge-tmux")
 ME = Identity("alice", "staff", 1234, "/home/alice")
-Cli = Callable[..., CliResult]
 
 
 def files(mode: Mode, **kw: Any) -> dict[str, str]:

@@ -16,13 +16,11 @@ from collections.abc import Callable, Iterator
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from forge_tmux_testing.cli import CliResult
+from forge_tmux_testing.cli import Cli, CliResult
 from forge_tmux_testing.processes import needs_root, pid_alive, wait_for
 from forge_tmux_testing.tmux_world import TmuxEnv, needs_tmux, tmux_server_pids
 
 pytestmark = needs_tmux
-
-Cli = Callable[..., CliResult]
 
 
 @pytest.fixture

@@ -7,17 +7,14 @@ import json
 import os
 import socket
 import stat
-from collections.abc import Callable
 
 import pytest
 
 from forge_tmux.healthstate import NotRegularFile, write_atomic
-from forge_tmux_testing.cli import CliResult
+from forge_tmux_testing.cli import Cli, CliResult
 from forge_tmux_testing.private_mounts import needs_unshare, run_private
 from forge_tmux_testing.processes import needs_root
 from forge_tmux_testing.tmux_world import TmuxEnv
-
-Cli = Callable[..., CliResult]
 
 
 def refused(result: CliResult, path: str, kind: str) -> None:

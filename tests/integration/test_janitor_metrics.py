@@ -6,7 +6,6 @@ from __future__ import annotations
 import multiprocessing
 import os
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -14,10 +13,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from forge_tmux import __version__, janitorstate
 from forge_tmux.janitorstate import JanitorState, Labelled
-from forge_tmux_testing.cli import CliResult
-from forge_tmux_testing.tmux_world import TmuxEnv, needs_tmux
-
-Cli = Callable[..., CliResult]
+from forge_tmux_testing.cli import Cli
+from forge_tmux_testing.tmux_world import TmuxEnv, fake_tmux_env, needs_tmux
 
 NEW_METRICS = {
     "forge_tmux_sweep_last_success_timestamp_seconds",
@@ -97,11 +94,10 @@ def test_boot_records_its_sweep(tmux_env: TmuxEnv, cli: Cli) -> None:
 
 @needs_tmux
 def test_spawn_records_its_preflight_sweep_and_its_retry(tmux_env: TmuxEnv, cli: Cli) -> None:
-    from test_spawn import SLEEP, fake_tmux_env  # noqa: PLC0415
 
     tmux_env.stale("spawn-build")
     env, _count = fake_tmux_env(tmux_env, "lie-once")
-    result = cli("spawn", "--json", "build", "--", *SLEEP, env=env)
+    result = cli("spawn", "--json", "build", "--", "sleep", "100000", env=env)
     assert result.code == 0, result.err
     assert result.json()["attempts"] == 2
     got = record(tmux_env)

@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import re
 import signal
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import pytest
@@ -18,11 +17,9 @@ import pytest
 from forge_tmux import nagios
 from forge_tmux.errors import UsageError
 from forge_tmux.health import DirCheck, DirHealth, Health, HealthResult, SocketHealth
-from forge_tmux_testing.cli import CliResult
+from forge_tmux_testing.cli import Cli
 from forge_tmux_testing.health_samples import sample
 from forge_tmux_testing.tmux_world import TmuxEnv, needs_tmux
-
-Cli = Callable[..., CliResult]
 
 # --- an independent plugin-output parser ----------------------------------------------------
 

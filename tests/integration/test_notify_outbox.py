@@ -10,18 +10,16 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Callable
 
 import pytest
 
 from forge_tmux import notify
-from forge_tmux_testing.cli import CliResult
+from forge_tmux_testing.cli import Cli, CliResult
 from forge_tmux_testing.fake_bot_api import FakeBotAPI
 from forge_tmux_testing.private_mounts import needs_unshare, run_private
 from forge_tmux_testing.telegram import outbox_files, unreachable, write_config
 from forge_tmux_testing.tmux_world import TmuxEnv
 
-Cli = Callable[..., CliResult]
 # Two bytes a character: 3,000 characters (under Telegram's 4,096) are 6,000 bytes on disk.
 BIG = "é" * 3000
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
 
 import pytest
 
@@ -11,12 +10,11 @@ from forge_tmux import postboot
 from forge_tmux.config import BootConfig, BootSession, Config
 from forge_tmux.errors import UsageError
 from forge_tmux.spawn import Outcome
-from forge_tmux_testing.cli import CliResult
+from forge_tmux_testing.cli import Cli
 from forge_tmux_testing.tmux_world import TmuxEnv, needs_tmux
 
 pytestmark = needs_tmux
 
-Cli = Callable[..., CliResult]
 
 CONFIG = """
 [spawn]

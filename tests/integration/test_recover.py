@@ -10,18 +10,15 @@ import signal
 import socket
 import stat
 import subprocess
-from collections.abc import Callable
 
 import pytest
 
-from forge_tmux_testing.cli import CliResult
+from forge_tmux_testing.cli import Cli
 from forge_tmux_testing.no_netlink import run_without_netlink
 from forge_tmux_testing.processes import needs_root, pid_alive
 from forge_tmux_testing.tmux_world import Server, TmuxEnv, needs_tmux
 
 pytestmark = needs_tmux
-
-Cli = Callable[..., CliResult]
 
 
 def pid_on(tmux_env: TmuxEnv, name: str) -> int:

@@ -11,7 +11,7 @@ import logging
 import os
 import subprocess
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 import pytest
 
@@ -19,12 +19,11 @@ from forge_tmux import logs, secret, tmux
 from forge_tmux.config import TelegramConfig
 from forge_tmux.errors import UsageError
 from forge_tmux.notify import hold_token_secret, resolve
-from forge_tmux_testing.cli import CliResult
+from forge_tmux_testing.cli import Cli, CliResult
 from forge_tmux_testing.fake_bot_api import TOKEN
 from forge_tmux_testing.telegram import write_config
-from forge_tmux_testing.tmux_world import TmuxEnv, needs_tmux
+from forge_tmux_testing.tmux_world import TmuxEnv, needs_tmux, session_view
 
-Cli = Callable[..., CliResult]
 SHORT_TOKEN = "12345:SHORTsecretZZ"  # not token-shaped: the pattern alone misses it
 FILE_TOKEN = "777777:FILEtokenFILEtokenFILEtoken"
 MARKER = "FORGE_TEST_MARKER=visible"  # proves the reading works: it must be seen
@@ -35,15 +34,6 @@ def no_secrets() -> Iterator[None]:
     secret.forget_all()
     yield
     secret.forget_all()
-
-
-def session_view(env: TmuxEnv, socket: str, session: str = "probe") -> tuple[str, str]:
-    """(the pane's text, the server's global environment) of a session that ran `env`."""
-    pane = env.tmux("-L", socket, "capture-pane", "-p", "-J", "-S", "-", "-t", f"={session}:")
-    global_env = env.tmux("-L", socket, "show-environment", "-g")
-    assert pane.returncode == 0, pane.stderr
-    assert global_env.returncode == 0, global_env.stderr
-    return pane.stdout, global_env.stdout
 
 
 def spawn_env_dump(cli: Cli, env: dict[str, str]) -> CliResult:

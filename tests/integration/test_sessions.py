@@ -12,19 +12,17 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
 from typing import Any
 
 import pytest
 
 from forge_tmux import sessions
-from forge_tmux_testing.cli import CliResult
+from forge_tmux_testing.cli import Cli
 from forge_tmux_testing.processes import pid_alive, wait_for
 from forge_tmux_testing.tmux_world import TmuxEnv, needs_tmux
 
 pytestmark = needs_tmux
 
-Cli = Callable[..., CliResult]
 LS_KEYS = {
     "name",
     "socket_name",

@@ -10,22 +10,18 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Callable
 from typing import Any
 
 import pytest
 
 from forge_tmux import spawn as core
 from forge_tmux.probe import SocketState, probe_path
-from forge_tmux_testing import REPO
-from forge_tmux_testing.cli import CliResult
+from forge_tmux_testing.cli import Cli
 from forge_tmux_testing.processes import pid_alive, wait_for
-from forge_tmux_testing.tmux_world import TMUX, TmuxEnv, needs_tmux
+from forge_tmux_testing.tmux_world import TMUX, TmuxEnv, fake_tmux_env, needs_tmux
 
 pytestmark = needs_tmux
 
-Cli = Callable[..., CliResult]
-FAKE_TMUX = str(REPO / "tests" / "forge_tmux_testing" / "fake_tmux")
 SLEEP = ["sleep", "100000"]
 # For environments whose PATH holds only tmux.
 SLEEP_ABS = [shutil.which("sleep") or "/bin/sleep", "100000"]
@@ -60,24 +56,6 @@ def server_pid(env: TmuxEnv, socket_name: str) -> int:
 def sessions(env: TmuxEnv, socket_name: str) -> list[str]:
     listed = env.tmux("-L", socket_name, "list-sessions", "-F", "#{session_name}", check=True)
     return sorted(listed.stdout.split())
-
-
-def fake_tmux_env(env: TmuxEnv, mode: str) -> tuple[dict[str, str], str]:
-    """The test environment with the lying tmux first on PATH; returns it and the counter file."""
-    bindir = os.path.join(env.root, "bin")
-    os.makedirs(bindir, exist_ok=True)
-    os.symlink(FAKE_TMUX, os.path.join(bindir, "tmux"))
-    count = os.path.join(env.root, "new-session-count")
-    assert TMUX is not None
-    fake = {
-        **env.env,
-        "PATH": f"{bindir}:{env.env['PATH']}",
-        "FAKE_TMUX_REAL": TMUX,
-        "FAKE_TMUX_MODE": mode,
-        "FAKE_TMUX_COUNT": count,
-        "FAKE_TMUX_PYTHON": sys.executable,
-    }
-    return fake, count
 
 
 def read_count(path: str) -> int:

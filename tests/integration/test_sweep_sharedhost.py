@@ -17,11 +17,11 @@ import time
 from collections.abc import Callable, Iterator
 
 import pytest
-from test_sweep_lockfiles import MODEL_CLIENT, start_model_client, tmux_named_python
 
 from forge_tmux import sweep as core
 from forge_tmux_testing.cli import CliResult
 from forge_tmux_testing.processes import as_user, needs_root, wait_for
+from forge_tmux_testing.tmux_clients import MODEL_CLIENT, start_model_client, tmux_named_python
 from forge_tmux_testing.tmux_world import TmuxEnv, make_stale_socket, needs_tmux
 
 # A uid of this test run alone (no passwd entry needed): other tests on this machine run tmux

@@ -8,7 +8,7 @@ the whole --timeout (about 2,050 ms); target < 100 ms. For scale, the same sweep
 tmux running of ours, alternated with it, and `python -c "import typer"`.
 
 The sweep needs a world-readable interpreter: the package is installed into the end-to-end
-tests' venv under /var/tmp (tests/systemd_user.py, built once per source tree).
+tests' venv under /var/tmp (tests/forge_tmux_testing/systemd_user.py, built once per source tree).
 
 Run as root: .venv/bin/python scripts/bench_sharedhost.py [--runs 9]
 """

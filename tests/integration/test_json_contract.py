@@ -22,7 +22,6 @@ from forge_tmux_testing.fake_bot_api import FakeBotAPI
 from forge_tmux_testing.tmux_world import TmuxEnv, needs_tmux
 
 pytestmark = needs_tmux
-pytest_plugins = ["telegram_fixtures"]
 
 Cli = Callable[..., CliResult]
 

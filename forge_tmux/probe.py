@@ -12,6 +12,7 @@ import time
 from enum import StrEnum
 from typing import TYPE_CHECKING, NamedTuple
 
+from forge_tmux.errors import SockDiagUnavailable
 from forge_tmux.paths import SUN_PATH_MAX
 
 if TYPE_CHECKING:
@@ -155,19 +156,6 @@ class Connector:
                 self.close()
 
 
-# sock_diag (netlink) constants from <linux/netlink.h>, <linux/sock_diag.h>, <linux/unix_diag.h>.
-_NETLINK_SOCK_DIAG = 4
-_SOCK_DIAG_BY_FAMILY = 20
-_NLM_F_REQUEST_DUMP = 0x1 | 0x300
-_NLMSG_ERROR, _NLMSG_DONE = 2, 3
-_UDIAG_SHOW_VFS, _UDIAG_SHOW_RQLEN = 0x2, 0x10
-_UNIX_DIAG_VFS, _UNIX_DIAG_RQLEN = 1, 4
-# Sockets bound to a file are CLOSE (bound, not yet listening) or LISTEN; connected ones are not
-# asked for (accepted sockets repeat their listener's file anyway).
-_TCP_CLOSE, _TCP_LISTEN = 7, 10
-_BOUND_STATES = (1 << _TCP_CLOSE) | (1 << _TCP_LISTEN)
-
-
 class Bindings(NamedTuple):
     """Files that unix sockets of this network namespace are bound to, as (st_dev, st_ino)."""
 
@@ -192,78 +180,35 @@ def bound_files() -> frozenset[tuple[int, int]] | None:
 
 
 def unix_bindings() -> Bindings | None:
-    """One sock_diag dump: which files are bound, and which of them listen. None when netlink is
-    unavailable. It sees this network namespace only: a server in another one (a container
-    sharing the directory) is invisible here, which is why connect() stays the last check."""
-    import socket  # noqa: PLC0415 - see Connector.probe
-    import struct  # noqa: PLC0415
+    """One sock_diag dump (unixdiag, the one door to it): which files are bound, which of them
+    listen, and which listeners' backlogs are full. None when netlink is unavailable. It sees
+    this network namespace only: a server in another one (a container sharing the directory) is
+    invisible here, which is why connect() stays the last check."""
+    import struct  # noqa: PLC0415 - only a sweep with candidates asks the kernel
 
-    try:
-        nl = socket.socket(
-            socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_CLOEXEC, _NETLINK_SOCK_DIAG
-        )
-    except OSError:
-        return None
+    from forge_tmux import unixdiag  # noqa: PLC0415
+
     listening: set[tuple[int, int]] = set()
     bound: set[tuple[int, int]] = set()
     full: set[tuple[int, int]] = set()
     try:
-        # struct unix_diag_req {u8 family, protocol; u16 pad; u32 states, ino, show, cookie[2];}
-        req = struct.pack(
-            "=BBHIIIII",
-            socket.AF_UNIX,
-            0,
-            0,
-            _BOUND_STATES,
-            0,
-            _UDIAG_SHOW_VFS | _UDIAG_SHOW_RQLEN,
-            ~0 & 0xFFFFFFFF,
-            ~0 & 0xFFFFFFFF,
-        )
-        header = struct.pack(
-            "=IHHII", 16 + len(req), _SOCK_DIAG_BY_FAMILY, _NLM_F_REQUEST_DUMP, 1, 0
-        )
-        nl.sendto(header + req, (0, 0))
-        while True:
-            data = nl.recv(1 << 16)
-            if not data:
-                return None
-            offset = 0
-            while offset + 16 <= len(data):
-                length, kind = struct.unpack_from("=IH", data, offset)
-                if kind == _NLMSG_DONE:
-                    return Bindings(frozenset(listening), frozenset(bound), frozenset(full))
-                if kind == _NLMSG_ERROR or length < 16 or offset + 20 > len(data):
-                    return None
-                # struct unix_diag_msg {u8 family, type, state, pad; u32 ino, cookie[2];}
-                state = data[offset + 18]
-                # Attributes follow struct unix_diag_msg (16 bytes) after the 16-byte header.
-                attr, end = offset + 32, min(offset + length, len(data))
-                key, backlog_full = None, False
-                while attr + 4 <= end:
-                    attr_len, attr_type = struct.unpack_from("=HH", data, attr)
-                    if attr_len < 4:
-                        break
-                    if attr_type == _UNIX_DIAG_VFS and attr + 12 <= end:
-                        ino, kdev = struct.unpack_from("=II", data, attr + 4)
-                        # The kernel reports its internal dev_t: major << 20 | minor.
-                        key = (os.makedev(kdev >> 20, kdev & 0xFFFFF), ino)
-                    elif attr_type == _UNIX_DIAG_RQLEN and attr + 12 <= end:
-                        # A listener: queued connections, and its backlog (EAGAIN beyond it).
-                        queued, backlog = struct.unpack_from("=II", data, attr + 4)
-                        backlog_full = queued > backlog
-                    attr += (attr_len + 3) & ~3
-                if key is not None:
-                    bound.add(key)
-                    if state == _TCP_LISTEN:
-                        listening.add(key)
-                        if backlog_full:
-                            full.add(key)
-                offset += (length + 3) & ~3
-    except (OSError, struct.error):
-        return None  # unavailable or malformed: the caller falls back on the other checks
-    finally:
-        nl.close()
+        records = unixdiag.dump(unixdiag.BOUND_STATES, unixdiag.SHOW_VFS | unixdiag.SHOW_RQLEN)
+    except SockDiagUnavailable:
+        return None  # the caller falls back on the other checks
+    for state, _, attrs in records:
+        key = unixdiag.file_key(attrs)
+        if key is None:
+            continue
+        bound.add(key)
+        if state == unixdiag.STATE_LISTEN:
+            listening.add(key)
+            rqlen = attrs.get(unixdiag.UNIX_DIAG_RQLEN)
+            # A listener's queued connections and its backlog: EAGAIN beyond it.
+            if rqlen is not None and len(rqlen) >= 8:
+                queued, backlog = struct.unpack_from("=II", rqlen)
+                if queued > backlog:
+                    full.add(key)
+    return Bindings(frozenset(listening), frozenset(bound), frozenset(full))
 
 
 def precheck(st: os.stat_result, euid: int) -> Probe | None:

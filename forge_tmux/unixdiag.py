@@ -27,12 +27,13 @@ _NETLINK_SOCK_DIAG = 4
 _SOCK_DIAG_BY_FAMILY = 20
 _NLM_F_REQUEST_DUMP = 0x1 | 0x300  # NLM_F_REQUEST | NLM_F_ROOT | NLM_F_MATCH
 _NLMSG_ERROR, _NLMSG_DONE = 2, 3
-_UDIAG_SHOW_NAME, _UDIAG_SHOW_VFS = 0x1, 0x2
-_UNIX_DIAG_NAME, _UNIX_DIAG_VFS = 0, 1
+SHOW_NAME, SHOW_VFS, SHOW_RQLEN = 0x1, 0x2, 0x10  # UDIAG_SHOW_*
+UNIX_DIAG_NAME, UNIX_DIAG_VFS, UNIX_DIAG_RQLEN = 0, 1, 4
 _NLMSG_HDR, _UDIAG_MSG = 16, 16  # struct nlmsghdr, struct unix_diag_msg
 
 # Socket states as TCP numbers them: CLOSE (7) is a bound socket not (yet) listening, LISTEN (10).
 STATE_CLOSE, STATE_LISTEN = 7, 10
+BOUND_STATES = (1 << STATE_CLOSE) | (1 << STATE_LISTEN)
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,20 +51,28 @@ def bound_sockets() -> list[BoundSocket]:
     """Every unix socket of this network namespace bound to a path, listening or not (the kernel
     lists every user's; abstract and unbound sockets are left out)."""
     found = []
-    for state, sock_ino, attrs in _dump((1 << STATE_CLOSE) | (1 << STATE_LISTEN)):
-        name, vfs = attrs.get(_UNIX_DIAG_NAME), attrs.get(_UNIX_DIAG_VFS)
-        if not name or name[0] == 0 or vfs is None or len(vfs) < 8:
+    for state, sock_ino, attrs in dump(BOUND_STATES, SHOW_NAME | SHOW_VFS):
+        name, key = attrs.get(UNIX_DIAG_NAME), file_key(attrs)
+        if not name or name[0] == 0 or key is None:
             continue  # abstract (a leading NUL) or not bound to a file
-        ino, kdev = struct.unpack_from("=II", vfs)
-        # The kernel reports its internal dev_t (major << 20 | minor), not the user-space one.
-        dev = os.makedev(kdev >> 20, kdev & 0xFFFFF)
         path = os.fsdecode(name.rstrip(b"\0"))
-        found.append(BoundSocket(path, dev, ino, sock_ino, state == STATE_LISTEN))
+        found.append(BoundSocket(path, *key, sock_ino, state == STATE_LISTEN))
     return found
 
 
-def _dump(states: int) -> list[tuple[int, int, dict[int, bytes]]]:
-    """(state, socket inode, {attribute type: payload}) for each unix socket in `states`."""
+def file_key(attrs: dict[int, bytes]) -> tuple[int, int] | None:
+    """(st_dev, st_ino) of the file a socket is bound to, from its UNIX_DIAG_VFS attribute."""
+    vfs = attrs.get(UNIX_DIAG_VFS)
+    if vfs is None or len(vfs) < 8:
+        return None
+    ino, kdev = struct.unpack_from("=II", vfs)
+    # The kernel reports its internal dev_t (major << 20 | minor), not the user-space one.
+    return os.makedev(kdev >> 20, kdev & 0xFFFFF), ino
+
+
+def dump(states: int, show: int) -> list[tuple[int, int, dict[int, bytes]]]:
+    """(state, socket inode, {attribute type: payload}) for each unix socket in `states`, with
+    the attributes `show` asks for (UDIAG_SHOW_*)."""
     try:
         nl = socket.socket(
             socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_CLOEXEC, _NETLINK_SOCK_DIAG
@@ -79,7 +88,7 @@ def _dump(states: int) -> list[tuple[int, int, dict[int, bytes]]]:
             0,
             states,
             0,
-            _UDIAG_SHOW_NAME | _UDIAG_SHOW_VFS,
+            show,
             0xFFFFFFFF,
             0xFFFFFFFF,
         )

@@ -17,7 +17,7 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests"))
 # The tests' fake Bot API, found through the path set above.
-from fake_bot_api import TOKEN, FakeBotAPI
+from forge_tmux_testing.fake_bot_api import TOKEN, FakeBotAPI
 
 
 def start(fake: FakeBotAPI, root: str) -> subprocess.Popen[str]:

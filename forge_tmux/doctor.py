@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import os
-import stat
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
 from forge_tmux import notify, systemd_units, tmux
 from forge_tmux.config import Config, load
-from forge_tmux.errors import ConfigError
+from forge_tmux.errors import ConfigError, UsageError
 from forge_tmux.paths import tmux_socket_dir
 from forge_tmux.sockdir import DirStatus, open_socket_dir
 from forge_tmux.systemd_units import Mode
@@ -157,30 +156,17 @@ def check_last_sweep(props: dict[str, str]) -> Check:
 
 
 def check_telegram(cfg: Config, environ: dict[str, str] | None = None) -> Check:
+    """The notifier's own resolution (`notify.resolve`): what it refuses, doctor reports."""
     env = os.environ if environ is None else environ
-    chat = env.get("FORGE_TMUX_TELEGRAM_CHAT_ID") or cfg.telegram.chat_id
     source = notify.token_source(cfg.telegram, env)
-    if source is not None and source.kind == "file":
-        problem = _token_file_problem(source.where)
-        if problem:
-            return Check("telegram", Level.FAIL, problem)
-    credential_origin = "" if source is None else source.describe()
-    if not credential_origin and not chat:
-        return Check("telegram", Level.OK, "not configured (no notifications)")
-    if not credential_origin or not chat:
-        missing = "a token" if not credential_origin else "a chat id"
-        return Check("telegram", Level.WARN, f"half configured: {missing} is missing")
-    return Check("telegram", Level.OK, f"configured (token from {credential_origin}, chat {chat})")
-
-
-def _token_file_problem(path: str) -> str:
     try:
-        st = os.stat(path)
-    except OSError as exc:
-        return f"telegram.token_file {path}: {exc.strerror or exc}"
-    if st.st_mode & 0o077:
-        mode = stat.S_IMODE(st.st_mode)
-        return f"telegram.token_file {path} is readable by group/other (mode {mode:04o})"
-    if not os.access(path, os.R_OK):
-        return f"telegram.token_file {path} is not readable by you"
-    return ""
+        settings = notify.resolve(cfg.telegram, env)
+    except UsageError as exc:
+        return Check("telegram", Level.FAIL, str(exc))
+    if settings.token is None and not settings.chat_id:
+        return Check("telegram", Level.OK, "not configured (no notifications)")
+    if settings.token is None or not settings.chat_id:
+        missing = "a token" if settings.token is None else "a chat id"
+        return Check("telegram", Level.WARN, f"half configured: {missing} is missing")
+    origin = "" if source is None else source.describe()
+    return Check("telegram", Level.OK, f"configured (token from {origin}, chat {settings.chat_id})")

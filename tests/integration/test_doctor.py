@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from forge_tmux.doctor import Level, check_last_sweep, check_units
+from forge_tmux.config import Config, TelegramConfig
+from forge_tmux.doctor import Level, check_last_sweep, check_telegram, check_units
 from forge_tmux.systemd_units import (
     BOOT_SERVICE,
     BOT_SERVICE,
@@ -94,7 +95,7 @@ def test_telegram_settings(cli: Cli, tmux_env: TmuxEnv) -> None:
     os.chmod(token, 0o644)
     loose = cli("--config", str(config), "doctor")
     assert loose.code == 1
-    assert "FAIL telegram:" in loose.out and "group/other" in loose.out
+    assert "FAIL telegram:" in loose.out and "group or other" in loose.out
     os.chmod(token, 0o600)
     good = cli("--config", str(config), "doctor")
     assert good.code == 1, good.out  # only for the missing systemd manager here
@@ -183,3 +184,18 @@ def test_telegram_follows_the_notifiers_precedence(
     assert "systemd credential telegram-token" in handed.detail
     alone = check_telegram(unreadable, {})
     assert alone.level is Level.FAIL  # no credential to fall back on: the file's problem shows
+
+
+def test_telegram_fails_where_the_notifier_would(tmp_path: Path) -> None:
+    """doctor asks the notifier's own resolution: a FIFO or an empty token file is refused by
+    `notify`, so doctor must not call it configured."""
+    empty = tmp_path / "empty"
+    empty.write_text("\n")
+    empty.chmod(0o600)
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo, 0o600)
+    for path in (empty, fifo):
+        cfg = Config()._replace(
+            telegram=TelegramConfig()._replace(token_file=str(path), chat_id="1")
+        )
+        assert check_telegram(cfg, {}).level is Level.FAIL, path

@@ -18,9 +18,10 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 
 from forge_tmux import __version__, tmux
+from forge_tmux.errors import OrphansUnknown
 from forge_tmux.janitorstate import Labelled, exposition
 from forge_tmux.locks import LOCK_SUFFIX
-from forge_tmux.orphans import Orphan, OrphansUnknown, orphaned_servers
+from forge_tmux.orphans import Orphan, orphaned_servers
 from forge_tmux.paths import display
 from forge_tmux.probe import Probe, SocketState, classify, connect_path, probe_connect
 from forge_tmux.sockdir import DirStatus, open_socket_dir

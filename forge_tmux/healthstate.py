@@ -21,11 +21,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-# The one atomic writer; its names stay importable from here (the CLI's --output uses them).
 from forge_tmux import atomic
-from forge_tmux.atomic import refuse_special as refuse_special  # noqa: PLC0414 (a re-export)
-from forge_tmux.atomic import write_atomic as write_atomic  # noqa: PLC0414 (a re-export)
-from forge_tmux.errors import NotRegularFile as NotRegularFile  # noqa: PLC0414 (a re-export)
 from forge_tmux.health import DirCheck, Health, HealthResult
 from forge_tmux.paths import display, state_dir
 
@@ -148,5 +144,5 @@ def update(
     os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
     with atomic.locked(path):
         events, memory = diff(load(path), result)
-        write_atomic(path, json.dumps(memory, sort_keys=True) + "\n")
+        atomic.write_atomic(path, json.dumps(memory, sort_keys=True) + "\n")
     return events

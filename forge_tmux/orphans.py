@@ -29,8 +29,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 # Raised here; `health` and the CLI import it from here.
-from forge_tmux.errors import OrphansUnknown as OrphansUnknown  # noqa: PLC0414 (a re-export)
-from forge_tmux.errors import SockDiagUnavailable
+from forge_tmux.errors import OrphansUnknown, SockDiagUnavailable
 from forge_tmux.paths import display
 from forge_tmux.unixdiag import BoundSocket, bound_sockets
 

@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final
 
 from forge_tmux import tmux
-from forge_tmux.healthstate import write_atomic
+from forge_tmux.atomic import write_atomic
 from forge_tmux.paths import state_dir
 from forge_tmux.probe import SocketState, probe_path
 

@@ -20,7 +20,7 @@ import struct
 from dataclasses import dataclass
 
 # Raised here; kept importable from here for the callers that name it so.
-from forge_tmux.errors import SockDiagUnavailable as SockDiagUnavailable  # noqa: PLC0414 (a re-export)
+from forge_tmux.errors import SockDiagUnavailable
 
 # From <linux/netlink.h>, <linux/sock_diag.h>, <linux/unix_diag.h>.
 _NETLINK_SOCK_DIAG = 4

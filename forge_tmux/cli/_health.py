@@ -23,6 +23,7 @@ from forge_tmux.cli.common import (
     emit_json,
     finish,
     is_root,
+    json_text,
     positive,
     socket_dirs,
     start_logging,
@@ -223,7 +224,7 @@ def _render(
         data = result.to_json()
         if news is not None:
             data["events"] = [event.to_json() for event in news]
-        return _json_text(data)
+        return json_text(data)
     if fmt is Format.PROMETHEUS:
         text = core.render_prometheus(result, janitor())
     else:
@@ -308,18 +309,13 @@ def _remember(result: HealthResult) -> list[Event]:
         return []
 
 
-def _json_text(data: dict[str, object]) -> str:
-    import json  # noqa: PLC0415
-
-    return json.dumps(data, ensure_ascii=False)
-
-
 def _write(text: str, output: str | None) -> None:
     if output is None:
         sys.stdout.write(text.rstrip("\n") + "\n")
         sys.stdout.flush()
         return
-    from forge_tmux.healthstate import NotRegularFile, write_atomic  # noqa: PLC0415
+    from forge_tmux.atomic import write_atomic  # noqa: PLC0415
+    from forge_tmux.errors import NotRegularFile  # noqa: PLC0415
 
     try:
         # 0644: node_exporter usually runs as another user and must read the file.
@@ -333,7 +329,8 @@ def _write(text: str, output: str | None) -> None:
 
 def _refuse_special(output: str) -> None:
     """--output naming a device, a FIFO, a directory or a symlink: exit 2 before any work."""
-    from forge_tmux.healthstate import NotRegularFile, refuse_special  # noqa: PLC0415
+    from forge_tmux.atomic import refuse_special  # noqa: PLC0415
+    from forge_tmux.errors import NotRegularFile  # noqa: PLC0415
 
     try:
         refuse_special(output)
@@ -385,12 +382,13 @@ def _recover(
     within: frozenset[str], pids: Sequence[int], dry_run: bool, timeout: float
 ) -> RecoverReport:
     from forge_tmux import orphans as core  # noqa: PLC0415
+    from forge_tmux.errors import OrphansUnknown  # noqa: PLC0415
 
     try:
         # Root sees every user's orphans in the given directories and refuses the others'
         # with the reason (their owner runs recover); a user sees only their own.
         found = core.orphaned_servers(within, uid=None if is_root() else os.geteuid())
-    except core.OrphansUnknown as exc:
+    except OrphansUnknown as exc:
         return core.RecoverReport(dry_run, error=f"cannot look for orphaned servers: {exc}")
     return core.RecoverReport(
         dry_run, core.recover(found, pids=pids, dry_run=dry_run, timeout=timeout)

@@ -88,10 +88,15 @@ def positive(value: float, option: str) -> float:
     return value
 
 
-def emit_json(data: dict[str, Any]) -> None:
+def json_text(data: dict[str, Any]) -> str:
+    """The one JSON rendering of a command's result (stdout, or a file with --output)."""
     import json  # noqa: PLC0415 - not on the path of a plain sweep
 
-    sys.stdout.write(json.dumps(data, ensure_ascii=False) + "\n")
+    return json.dumps(data, ensure_ascii=False)
+
+
+def emit_json(data: dict[str, Any]) -> None:
+    sys.stdout.write(json_text(data) + "\n")
     sys.stdout.flush()
 
 

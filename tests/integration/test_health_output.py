@@ -10,7 +10,8 @@ import stat
 
 import pytest
 
-from forge_tmux.healthstate import NotRegularFile, write_atomic
+from forge_tmux.atomic import write_atomic
+from forge_tmux.errors import NotRegularFile
 from forge_tmux_testing.cli import Cli, CliResult
 from forge_tmux_testing.private_mounts import needs_unshare, run_private
 from forge_tmux_testing.processes import needs_root

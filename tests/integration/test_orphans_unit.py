@@ -13,7 +13,8 @@ from collections.abc import Iterator
 import psutil
 import pytest
 
-from forge_tmux import orphans
+from forge_tmux import errors, orphans
+from forge_tmux.errors import SockDiagUnavailable
 from forge_tmux.orphans import (
     TmuxServer,
     find_orphans,
@@ -21,7 +22,7 @@ from forge_tmux.orphans import (
     socket_inodes,
     suspects,
 )
-from forge_tmux.unixdiag import BoundSocket, SockDiagUnavailable, bound_sockets
+from forge_tmux.unixdiag import BoundSocket, bound_sockets
 
 
 @pytest.fixture
@@ -167,7 +168,7 @@ def test_processes_are_read_only_for_a_suspect(
             raise SockDiagUnavailable("netlink (sock_diag) unavailable: denied")
 
         monkeypatch.setattr(orphans, "bound_sockets", denied)
-        with pytest.raises(orphans.OrphansUnknown, match="sock_diag"):
+        with pytest.raises(errors.OrphansUnknown, match="sock_diag"):
             orphans.orphaned_servers(frozenset({short_dir}), uid=None)
     finally:
         listening.close()
@@ -185,7 +186,7 @@ def test_a_server_that_cannot_be_inspected_makes_orphans_unknown(
     monkeypatch.setattr(orphans, "socket_inodes", lambda pid: fds[pid])
     within = frozenset({short_dir})
 
-    with pytest.raises(orphans.OrphansUnknown, match="tmux server"):
+    with pytest.raises(errors.OrphansUnknown, match="tmux server"):
         orphans.orphaned_servers(within, uid=None)
 
     fds[42] = frozenset({77})  # readable, and it holds the socket: an orphan

@@ -13,6 +13,8 @@ import pytest
 from forge_tmux import healthstate, notify
 from forge_tmux.atomic import write_atomic
 from forge_tmux.errors import NotRegularFile
+from forge_tmux.health import Health
+from forge_tmux_testing.health_samples import sample
 
 
 def test_short_writes_are_continued(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -57,8 +59,11 @@ def test_the_health_memory_and_output_survive_a_crash(
 ) -> None:
     """The file and its directory are fsynced: the rename is durable (the directory was not)."""
     kinds = _fsynced_kinds(monkeypatch)
-    healthstate.write_atomic(str(tmp_path / "memory.json"), "{}\n")
+    healthstate.update(sample(Health.LIVE), consumer="test", directory=str(tmp_path))
     assert kinds == ["file", "dir"]
+    assert [p.name for p in tmp_path.iterdir() if not p.name.endswith(".lock")] == [
+        "health-test.json"
+    ]
 
 
 def test_the_outbox_writes_through_the_same_writer(

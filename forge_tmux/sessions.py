@@ -359,7 +359,10 @@ def kill(
     from forge_tmux import sweep as janitor  # noqa: PLC0415
 
     swept = janitor.sweep(
-        [os.path.dirname(target.socket_path)], timeout=sweep_timeout, protected=protected_sockets
+        [os.path.dirname(target.socket_path)],
+        timeout=sweep_timeout,
+        protected=protected_sockets,
+        only=[os.path.basename(target.socket_path)],
     )
     removed = any(s.removed and s.path == target.socket_path for s in swept.sockets)
     return KillResult(target, True, removed)

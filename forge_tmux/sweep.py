@@ -166,8 +166,11 @@ def sweep(
     dry_run: bool = False,
     timeout: float = 2.0,
     protected: Iterable[str] = (),
+    only: Iterable[str] | None = None,
 ) -> SweepResult:
-    """Sweep every directory; `protected` socket names are reported, never removed.
+    """Sweep every directory; `protected` socket names are reported, never removed. `only`:
+    judge just these socket names (and their lock files), leave every other entry unseen (the
+    stale file `kill` leaves behind, and not its neighbours).
 
     `timeout` bounds the waits: the probes of the whole run share one budget, and all releases of
     retired lock files together wait at most that long for tmux clients to reach their locks.
@@ -175,6 +178,7 @@ def sweep(
     started = time.perf_counter()
     result = SweepResult()
     run = _Run(Budget(timeout), timeout, dry_run, frozenset(protected))
+    run.only = None if only is None else frozenset(only)
     seen: set[str] = set()
     try:
         for path in dirs:
@@ -206,6 +210,7 @@ class _Run:
         "connector",
         "dry_run",
         "euid",
+        "only",
         "protected",
         "timeout",
     )
@@ -217,6 +222,7 @@ class _Run:
         self.timeout = timeout
         self.dry_run = dry_run
         self.protected = protected
+        self.only: frozenset[str] | None = None
         self.euid = os.geteuid()
         self.connector = Connector()  # one AF_UNIX socket for all the run's connects
         self._release_by: float | None = None
@@ -233,6 +239,8 @@ def _sweep_dir(dir_fd: int, dir_path: str, result: SweepResult, run: _Run) -> Di
         names = sorted(os.listdir(dir_fd))
     except OSError as exc:
         return DirResult(dir_path, DirStatus.REFUSED, f"cannot list: {exc.strerror or exc}")
+    if run.only is not None:
+        names = [n for n in names if n in run.only or n.removesuffix(LOCK_SUFFIX) in run.only]
     present = set(names)
     lock_files: list[str] = []
     candidates: list[tuple[str, os.stat_result]] = []

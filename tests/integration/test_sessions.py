@@ -12,6 +12,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -154,12 +155,16 @@ def test_kill_ends_one_and_leaves_the_others_and_homebase(
     fleet(tmux_env, workdir)
     others = {label: server_pid(tmux_env, label) for label in ("spawn-alpha", "homebase")}
     gamma = server_pid(tmux_env, "spawn-gamma")
+    # A stale neighbour and its orphaned lock file are the timer's to judge, not kill's.
+    neighbour = tmux_env.stale("spawn-old")
+    Path(neighbour + ".lock").touch(mode=0o600)
     result = cli("kill", "gamma", "--json")
     assert result.code == 0, result.err
     data = result.json()
     assert data["server_exited"] is True and data["socket_removed"] is True
     wait_for(lambda: not pid_alive(gamma))
     assert not os.path.lexists(tmux_env.path("spawn-gamma"))  # tmux 3.3a leaves it: we did not
+    assert os.path.exists(neighbour) and os.path.exists(neighbour + ".lock")
     for label, pid in others.items():
         assert pid_alive(pid) and server_pid(tmux_env, label) == pid
     names = {s["name"] for s in ls_json(cli)["sessions"]}

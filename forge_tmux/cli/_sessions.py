@@ -88,7 +88,6 @@ def attach(
     Exit 1 when NAME is not running (the message lists close names).
     """
     import os  # noqa: PLC0415
-    import subprocess  # noqa: PLC0415
 
     from forge_tmux import sessions  # noqa: PLC0415
 
@@ -104,9 +103,12 @@ def attach(
     if plan.replace:
         sys.stdout.flush()
         os.execvpe(plan.argv[0], list(plan.argv), plan.env)  # noqa: S606 - an argv, no shell
-    done = subprocess.run(plan.argv, env=plan.env, check=False, timeout=10)
-    if done.returncode != 0:
-        _fail(False, f"could not open a window for {target.where()}")
+    from forge_tmux import procs  # noqa: PLC0415
+
+    # The one runner: a timeout kills it and is an answer, never a traceback.
+    done = procs.run(plan.argv, env=plan.env, timeout=10)
+    if not done.ok:
+        _fail(False, f"could not open a window for {target.where()}: {done.why}")
     print(plan.message)
     finish(0)
 

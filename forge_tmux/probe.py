@@ -70,10 +70,15 @@ def connect_path(dir_fd: int | None, dir_path: str, name: str) -> str | None:
     """
     if dir_fd is not None and _proc_fd_works():
         via_proc = f"/proc/self/fd/{dir_fd}/{name}"
-        if len(os.fsencode(via_proc)) <= SUN_PATH_MAX:
+        if _encoded_len(via_proc) <= SUN_PATH_MAX:
             return via_proc
     plain = os.path.join(dir_path, name)
-    return plain if len(os.fsencode(plain)) <= SUN_PATH_MAX else None
+    return plain if _encoded_len(plain) <= SUN_PATH_MAX else None
+
+
+def _encoded_len(path: str) -> int:
+    """Length in bytes as the kernel gets it; an ASCII name (nearly all) needs no encoding."""
+    return len(path) if path.isascii() else len(os.fsencode(path))
 
 
 _proc_fd: bool | None = None

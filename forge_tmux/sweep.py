@@ -471,9 +471,8 @@ def _lock_and_recheck(
 ) -> tuple[SocketResult | None, int, os.stat_result | None]:
     """Take the socket's tmux lock without blocking and re-check under it. Returns a verdict
     (and closes the lock) when the socket must be kept, else (None, lock fd, current stat)."""
-    path = _join(dir_path, name)
     lock_name = name + LOCK_SUFFIX
-    lock_fd, problem = _open_tmux_lock(dir_fd, path, lock_name, run.euid, shared)
+    lock_fd, problem = _open_tmux_lock(dir_fd, dir_path, name, lock_name, run.euid, shared)
     if problem is not None:
         return problem, -1, None
     verdict: SocketResult | None = None
@@ -483,14 +482,17 @@ def _lock_and_recheck(
             fcntl.flock(lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
         reason = "lock held: a tmux client is starting a server; kept"
-        verdict = SocketResult(path, SocketState.SKIPPED, False, reason, code=Code.LOCK_HELD)
+        verdict = SocketResult(
+            _join(dir_path, name), SocketState.SKIPPED, False, reason, code=Code.LOCK_HELD
+        )
     if verdict is None:
         # Under the lock no tmux client can start a server on this path: re-check everything.
         # connect() stays here, the last check before the move: sock_diag sees only our network
         # namespace, a connect reaches a server in any.
         now = _same_entry(dir_fd, name, st)
         if now is None or not stat.S_ISSOCK(now.st_mode) or now.st_uid != run.euid:
-            verdict = SocketResult(path, SocketState.UNKNOWN, False, "changed while locking; kept")
+            reason = "changed while locking; kept"
+            verdict = SocketResult(_join(dir_path, name), SocketState.UNKNOWN, False, reason)
         else:
             target = connect_path(dir_fd, dir_path, name)
             again: Probe = (
@@ -500,7 +502,7 @@ def _lock_and_recheck(
             )
             if again.state is not SocketState.STALE:
                 reason = f"re-check under lock: {again.reason}"
-                verdict = SocketResult(path, again.state, False, reason)
+                verdict = SocketResult(_join(dir_path, name), again.state, False, reason)
     if verdict is not None:
         shared.close(lock_fd)
         return verdict, -1, None
@@ -508,10 +510,10 @@ def _lock_and_recheck(
 
 
 def _open_tmux_lock(
-    dir_fd: int, path: str, lock_name: str, euid: int, shared: _BatchLock
+    dir_fd: int, dir_path: str, name: str, lock_name: str, euid: int, shared: _BatchLock
 ) -> tuple[int, SocketResult | None]:
     """Open (creating it if need be) the lock file beside a candidate: its fd, or -1 and why the
-    socket at `path` is kept. Usually there is none (tmux's server removes it once it listens),
+    socket `name` is kept. Usually there is none (tmux's server removes it once it listens),
     and then the batch's own lock file, already locked, is linked under that name: one link(),
     no new inode (see _BatchLock)."""
     try:
@@ -519,7 +521,8 @@ def _open_tmux_lock(
     except FileExistsError:
         pass
     except OSError as exc:
-        return -1, _cannot_open(path, lock_name, exc)
+        return -1, _cannot_open(_join(dir_path, name), lock_name, exc)
+    path = _join(dir_path, name)  # from here on, the rare case: a lock file is there
     try:
         existing = os.lstat(lock_name, dir_fd=dir_fd)
         if not stat.S_ISREG(existing.st_mode):
@@ -590,7 +593,9 @@ def _remove_batch(
                 results.append(failure)
                 shared.close(candidate.lock_fd)
             else:
-                moved.append(candidate._replace(quarantine=quarantine))
+                moved.append(
+                    _Candidate(candidate.name, candidate.now, candidate.lock_fd, quarantine)
+                )
         pending = moved
         # Refused is also what a server says between its bind() and its listen(); the kernel
         # knows whether any socket is bound to these very files.

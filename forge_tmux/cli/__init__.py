@@ -7,7 +7,8 @@ Only the module of the command being run is imported: Typer converts every regis
 at start-up, and the sweep's cold start must stay within 1.2x of `import typer` however many
 commands the program grows (the lazy-subcommand pattern click documents as LazyGroup, see
 `_root.py`). `--help` lists the commands from SUMMARIES without importing any of them, and
-`--version` is answered before Typer is even imported.
+`--version` is answered before Typer is even imported, and the command lines the timers run
+(`sweep`) are parsed without it (`_fast.py`).
 """
 
 from __future__ import annotations
@@ -116,7 +117,20 @@ def main(argv: list[str] | None = None) -> int:
 
         sys.stdout.write(f"forge-tmux {__version__}\n")
         return 0
-    return _run(args)
+    from forge_tmux.cli import _fast  # noqa: PLC0415
+    from forge_tmux.errors import UsageError  # noqa: PLC0415
+
+    try:
+        # The timers' command lines need no Typer (see _fast); any other goes to it.
+        code = _fast.run(args)
+    except UsageError as exc:
+        return _error(str(exc))
+    except KeyboardInterrupt:
+        sys.stderr.write("\n")  # as click does before its Abort
+        return 130
+    except BrokenPipeError:
+        return 1
+    return _run(args) if code is None else code
 
 
 def _run(args: list[str]) -> int:

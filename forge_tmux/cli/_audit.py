@@ -7,7 +7,8 @@ from typing import Annotated
 
 import typer
 
-from forge_tmux.cli.common import JsonOpt, app, emit_json, finish, start_logging
+from forge_tmux.cli.base import emit_json
+from forge_tmux.cli.common import JsonOpt, app, finish, start_logging
 
 
 @app.command()

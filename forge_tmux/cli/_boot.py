@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import typer
 
+from forge_tmux.cli.base import emit_json, socket_dirs
 from forge_tmux.cli.common import (
     DirOpt,
     JsonOpt,
     app,
-    emit_json,
     finish,
-    socket_dirs,
     start_logging,
     state,
 )

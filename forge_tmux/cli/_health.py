@@ -16,16 +16,12 @@ from typer._click import core as click_core
 from typer._click import exceptions as click_exc
 from typer.core import TyperCommand
 
+from forge_tmux.cli.base import emit_json, is_root, json_text, positive, socket_dirs
 from forge_tmux.cli.common import (
     DirOpt,
     JsonOpt,
     app,
-    emit_json,
     finish,
-    is_root,
-    json_text,
-    positive,
-    socket_dirs,
     start_logging,
     state,
 )

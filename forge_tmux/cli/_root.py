@@ -19,7 +19,8 @@ from typer.core import TyperCommand, TyperGroup
 
 from forge_tmux import __version__
 from forge_tmux.cli import COMMANDS, HIDDEN, SUMMARIES
-from forge_tmux.cli.common import State, app
+from forge_tmux.cli.base import State
+from forge_tmux.cli.common import app
 
 
 class LazyGroup(TyperGroup):

@@ -8,13 +8,12 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from forge_tmux.cli.base import emit_json, socket_dirs
 from forge_tmux.cli.common import (
     DirOpt,
     JsonOpt,
     app,
-    emit_json,
     finish,
-    socket_dirs,
     start_logging,
     state,
 )

@@ -7,7 +7,8 @@ from typing import Annotated
 
 import typer
 
-from forge_tmux.cli.common import JsonOpt, app, emit_json, finish, positive, start_logging, state
+from forge_tmux.cli.base import emit_json, positive
+from forge_tmux.cli.common import JsonOpt, app, finish, start_logging, state
 
 
 @app.command()

@@ -7,12 +7,11 @@ from typing import Annotated
 
 import typer
 
+from forge_tmux.cli.base import emit_json, socket_dirs
 from forge_tmux.cli.common import (
     JsonOpt,
     app,
-    emit_json,
     finish,
-    socket_dirs,
     start_logging,
     state,
 )

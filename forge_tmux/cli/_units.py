@@ -9,7 +9,8 @@ import typer
 
 from forge_tmux import doctor as doctor_core
 from forge_tmux import systemd_units as core
-from forge_tmux.cli.common import JsonOpt, app, emit_json, finish, start_logging, state
+from forge_tmux.cli.base import emit_json
+from forge_tmux.cli.common import JsonOpt, app, finish, start_logging, state
 from forge_tmux.errors import UsageError
 from forge_tmux.systemd_units import Mode
 

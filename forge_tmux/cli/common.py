@@ -1,16 +1,13 @@
-"""What every command shares: the Typer app, the config, socket directories, output."""
+"""What every command's Typer declaration shares: the app, common options, the state of the
+invocation and its end. What needs no Typer is in forge_tmux.cli.base."""
 
 from __future__ import annotations
 
-import os
-import sys
-from typing import Annotated, Any, NoReturn
+from typing import Annotated, NoReturn
 
 import typer
 
-from forge_tmux.config import Config, check_seconds, load
-from forge_tmux.errors import UsageError
-from forge_tmux.paths import tmux_socket_dir
+from forge_tmux.cli.base import State
 
 app = typer.Typer(
     name="forge-tmux",
@@ -38,21 +35,6 @@ DirOpt = Annotated[
 ]
 
 
-class State:
-    """Per-invocation state from the global options; the config is read on first use."""
-
-    def __init__(self, config_path: str | None, verbose: bool = False) -> None:
-        self.config_path = config_path
-        self.verbose = verbose
-        self._config: Config | None = None
-
-    @property
-    def config(self) -> Config:
-        if self._config is None:
-            self._config = load(self.config_path)
-        return self._config
-
-
 def state(ctx: typer.Context) -> State:
     root = ctx.find_root()
     obj = root.obj
@@ -63,46 +45,9 @@ def state(ctx: typer.Context) -> State:
 
 
 def start_logging(ctx: typer.Context) -> None:
-    """Configure logging (stderr, journal priorities, token redaction). Every command calls it
-    before doing work, except that the sweep defers it until it has something to log: importing
-    `logging` is a measurable part of the sweep's cold start."""
-    from forge_tmux import logs  # noqa: PLC0415
-
-    logs.setup(state(ctx).verbose)
-
-
-def socket_dirs(cfg: Config, given: list[str] | None) -> list[str]:
-    """`--dir` replaces the defaults; the defaults are tmux's own directory plus the config's."""
-    if given:
-        if any(not d for d in given):
-            raise UsageError("--dir must not be empty")
-        return list(given)
-    return [tmux_socket_dir(), *cfg.socket_dirs]
-
-
-def positive(value: float, option: str) -> float:
-    """A duration option, under the same rule as the config's duration keys."""
-    problem = check_seconds(value)
-    if problem:
-        raise UsageError(f"{option} {problem}, not {value:g}")
-    return value
-
-
-def json_text(data: dict[str, Any]) -> str:
-    """The one JSON rendering of a command's result (stdout, or a file with --output)."""
-    import json  # noqa: PLC0415 - not on the path of a plain sweep
-
-    return json.dumps(data, ensure_ascii=False)
-
-
-def emit_json(data: dict[str, Any]) -> None:
-    sys.stdout.write(json_text(data) + "\n")
-    sys.stdout.flush()
+    """See State.start_logging."""
+    state(ctx).start_logging()
 
 
 def finish(code: int) -> NoReturn:
     raise typer.Exit(code)
-
-
-def is_root() -> bool:
-    return os.geteuid() == 0

@@ -57,7 +57,11 @@ def test_version_imports_neither_typer_nor_a_command() -> None:
 def test_help_imports_no_command_module() -> None:
     modules = imported("--help")
     assert not heavy(modules)
-    assert {m for m in modules if m.startswith("forge_tmux.cli._")} == {"forge_tmux.cli._root"}
+    # _fast looks at the command line first (and leaves --help to Typer).
+    assert {m for m in modules if m.startswith("forge_tmux.cli._")} == {
+        "forge_tmux.cli._fast",
+        "forge_tmux.cli._root",
+    }
 
 
 def test_plain_sweep_imports_nothing_heavy(tmp_path: os.PathLike[str]) -> None:
@@ -67,9 +71,28 @@ def test_plain_sweep_imports_nothing_heavy(tmp_path: os.PathLike[str]) -> None:
     modules = imported("sweep", "--dir", empty, env=env)
     assert "forge_tmux.sweep" in modules  # the sweep really ran
     assert not heavy(modules)
+    # The timer's command line is parsed without Typer (forge_tmux.cli._fast).
+    assert not {m for m in modules if m.split(".")[0] == "typer"}
     assert {m for m in modules if m.startswith("forge_tmux.cli._")} == {
+        "forge_tmux.cli._fast",
+        "forge_tmux.cli._sweep_run",
+    }
+
+
+def test_a_sweep_typer_must_parse_still_loads_only_its_command(
+    tmp_path: os.PathLike[str],
+) -> None:
+    empty = os.path.join(os.fspath(tmp_path), "empty")
+    os.mkdir(empty, 0o700)
+    env = {**os.environ, "XDG_CONFIG_HOME": os.fspath(tmp_path)}
+    modules = imported("-vv", "sweep", "--dir", empty, env=env)  # bundled flags: Typer's
+    assert "forge_tmux.sweep" in modules
+    assert not heavy(modules)
+    assert {m for m in modules if m.startswith("forge_tmux.cli._")} == {
+        "forge_tmux.cli._fast",
         "forge_tmux.cli._root",
         "forge_tmux.cli._sweep",
+        "forge_tmux.cli._sweep_run",
     }
 
 

@@ -23,7 +23,14 @@ from forge_tmux.janitorstate import Labelled, exposition
 from forge_tmux.locks import LOCK_SUFFIX
 from forge_tmux.orphans import Orphan, orphaned_servers
 from forge_tmux.paths import display
-from forge_tmux.probe import Probe, SocketState, classify, connect_path, probe_connect
+from forge_tmux.probe import (
+    Connector,
+    Probe,
+    SocketState,
+    classify,
+    connect_path,
+    probe_connect,
+)
 from forge_tmux.sockdir import DirStatus, open_socket_dir
 
 
@@ -130,9 +137,11 @@ def _open_dir(path: str) -> tuple[int | None, DirHealth]:
     return fd, DirHealth(path, DirCheck.READ_ONLY, verdict.reason)
 
 
-def _probe_entry(dir_fd: int, dir_path: str, name: str) -> tuple[Probe, int | None] | None:
+def _probe_entry(
+    dir_fd: int, dir_path: str, name: str, connector: Connector
+) -> tuple[Probe, int | None] | None:
     """The classifier's verdict on one entry and its owner; None for what is not a socket."""
-    probe, st = classify(dir_fd, dir_path, name)
+    probe, st = classify(dir_fd, dir_path, name, connector=connector)
     if st is None:
         return None  # vanished between listing and looking
     if probe.state is SocketState.SKIPPED:
@@ -145,7 +154,7 @@ def _probe_entry(dir_fd: int, dir_path: str, name: str) -> tuple[Probe, int | No
         target = connect_path(dir_fd, dir_path, name)
         if target is None:
             return Probe(SocketState.UNKNOWN, "path longer than 107 bytes"), st.st_uid
-        probe = probe_connect(target)
+        probe = probe_connect(target, connector=connector)
     return probe, st.st_uid
 
 
@@ -184,28 +193,38 @@ def query(path: str, probe: Probe, uid: int | None, timeout: float) -> SocketHea
 def _scan(dirs: Iterable[str]) -> tuple[list[DirHealth], list[tuple[str, Probe, int | None]]]:
     checked: list[DirHealth] = []
     found: list[tuple[str, Probe, int | None]] = []
-    for path in dict.fromkeys(map(os.path.abspath, dirs)):  # each directory once, in order
-        fd, verdict = _open_dir(path)
-        if fd is None:
-            checked.append(verdict)
-            continue
-        try:
-            names = sorted(os.listdir(fd))
-        except OSError as exc:
-            checked.append(DirHealth(path, DirCheck.UNREADABLE, exc.strerror or str(exc)))
-            os.close(fd)
-            continue
-        try:
-            for name in names:
-                if name.endswith(LOCK_SUFFIX):
-                    continue
-                judged = _probe_entry(fd, path, name)
-                if judged is not None:
-                    found.append((os.path.join(path, name), *judged))
-        finally:
-            os.close(fd)
-        checked.append(verdict)
+    with Connector() as connector:  # one socket for the scan's connects (see probe.Connector)
+        for path in dict.fromkeys(map(os.path.abspath, dirs)):  # each directory once, in order
+            _scan_dir(path, connector, checked, found)
     return checked, found
+
+
+def _scan_dir(
+    path: str,
+    connector: Connector,
+    checked: list[DirHealth],
+    found: list[tuple[str, Probe, int | None]],
+) -> None:
+    fd, verdict = _open_dir(path)
+    if fd is None:
+        checked.append(verdict)
+        return
+    try:
+        names = sorted(os.listdir(fd))
+    except OSError as exc:
+        checked.append(DirHealth(path, DirCheck.UNREADABLE, exc.strerror or str(exc)))
+        os.close(fd)
+        return
+    try:
+        for name in names:
+            if name.endswith(LOCK_SUFFIX):
+                continue
+            judged = _probe_entry(fd, path, name, connector)
+            if judged is not None:
+                found.append((os.path.join(path, name), *judged))
+    finally:
+        os.close(fd)
+    checked.append(verdict)
 
 
 def _verdict(path: str, probe: Probe, uid: int | None) -> SocketHealth | None:

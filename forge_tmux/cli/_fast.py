@@ -1,16 +1,18 @@
-"""The commands the timers run, parsed without Typer.
+"""The commands the timers and monitoring run, parsed without Typer.
 
 Typer builds its parser from the declarations at every start. Importing it costs more (about
 55 ms on a 2-core host) than the sweep's whole work on 1,000 stale sockets, and the sweep timer
-pays it every 10 minutes on every host. So a command line of a command in OPTIONS is parsed here,
-from a table that tests/integration/test_cli_fast.py derives from the Typer declarations
-themselves: the options are declared once, in Typer, and the table cannot drift from them.
+pays it every 10 minutes on every host, the health timer and plugin runners every minute or so.
+So a command line of a command in OPTIONS is parsed here, from a table that
+tests/integration/test_cli_fast.py derives from the Typer declarations themselves: the options
+are declared once, in Typer, and the table cannot drift from them.
 
 Only a command line the table fully understands is taken. Anything else goes to Typer, which
 parses and reports exactly as it always does: `--help`, shell completion, an unknown or misspelt
 option, bundled short flags (`-vv`), `--`, a flag given a value, a value missing or looking like
-an option, a number that does not parse. Both paths then call the same function (`_sweep_run`),
-so what a command does cannot differ between them either.
+an option, a number that does not parse, a choice not offered. Both paths then call the same
+function (`_sweep_run.run`, `_health_run.run`), so what a command does cannot differ between them
+either.
 """
 
 from __future__ import annotations
@@ -23,11 +25,13 @@ FLAG: Final = "flag"  # --json: True when given
 TEXT: Final = "text"  # --config PATH: the last one given
 FLOAT: Final = "float"  # --timeout SECONDS: as click converts it, float()
 MANY: Final = "many"  # --dir DIR, repeatable: every one, in order
+CHOICE: Final = "choice"  # --format FORMAT: one of `choices`, exactly
 
 
 class Opt(NamedTuple):
     param: str  # the keyword of the command's function
     kind: str
+    choices: tuple[str, ...] = ()
 
 
 # Global options taken here; the others (--version, completion) go to Typer.
@@ -45,8 +49,25 @@ OPTIONS: Final[dict[str, dict[str, Opt]]] = {
         "--timeout": Opt("timeout", FLOAT),
         "--notify": Opt("notify", FLAG),
     },
+    "health": {
+        "--dir": Opt("dirs", MANY),
+        "--all-users": Opt("all_users", FLAG),
+        "--format": Opt("fmt", CHOICE, ("row", "json", "prometheus", "nagios")),
+        "--json": Opt("json_out", FLAG),
+        "--output": Opt("output", TEXT),
+        "--check": Opt("check", FLAG),
+        "--timeout": Opt("timeout", FLOAT),
+        "--warning": Opt("warning", MANY),
+        "-w": Opt("warning", MANY),
+        "--critical": Opt("critical", MANY),
+        "-c": Opt("critical", MANY),
+        "--events": Opt("events", FLAG),
+    },
 }
-RUNNERS: Final[dict[str, str]] = {"sweep": "forge_tmux.cli._sweep_run"}
+RUNNERS: Final[dict[str, str]] = {
+    "sweep": "forge_tmux.cli._sweep_run",
+    "health": "forge_tmux.cli._health_run",
+}
 
 
 class Parsed(NamedTuple):
@@ -111,6 +132,8 @@ def _options(
             values = into.setdefault(opt.param, [])
             assert isinstance(values, list)  # noqa: S101 - only MANY stores a list
             values.append(value)
+        elif opt.kind == CHOICE and value not in opt.choices:
+            return None
         else:
             into[opt.param] = value
     return None if stop_at_word else index

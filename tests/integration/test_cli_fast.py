@@ -15,12 +15,14 @@ import importlib
 import inspect
 import os
 import re
+import socket
 import subprocess
 import sys
 
 import pytest
 from typer._click import core as click
 from typer._click import types as click_types
+from typer._types import TyperChoice
 from typer.core import TyperGroup, TyperOption
 
 from forge_tmux.cli import COMMANDS, _fast
@@ -37,6 +39,8 @@ def declared(params: list[click.Parameter]) -> dict[str, _fast.Opt]:
     for param in params:
         assert isinstance(param, TyperOption), param
         assert param.name is not None
+        assert not param.secondary_opts, param  # --no-X: not in the table
+        choices: tuple[str, ...] = ()
         if param.is_flag:
             kind = _fast.FLAG
         elif param.multiple and param.type is click_types.STRING:
@@ -45,10 +49,12 @@ def declared(params: list[click.Parameter]) -> dict[str, _fast.Opt]:
             kind = _fast.FLOAT
         elif param.type is click_types.STRING:
             kind = _fast.TEXT
+        elif isinstance(param.type, TyperChoice) and param.type.case_sensitive:
+            kind, choices = _fast.CHOICE, tuple(map(str, param.type.choices))
         else:
             kind = f"unknown to the fast path: {param.type!r}"
         for opt in param.opts:
-            table[opt] = _fast.Opt(param.name, kind)
+            table[opt] = _fast.Opt(param.name, kind, choices)
     return table
 
 
@@ -101,7 +107,12 @@ def test_the_table_is_the_typer_declarations() -> None:
         ["--config"],
         ["-v"],
         ["sweep", "--config", "x"],  # a global option after the command
-        ["health"],
+        ["health", "--format", "xml"],
+        ["health", "--format", "NAGIOS"],  # click's choices are case-sensitive here
+        ["health", "-w5"],  # an attached short value: Typer's
+        ["health", "-w", "-5:"],
+        ["health", "--check=yes"],
+        ["recover"],
         ["sweeep"],
         ["", "sweep"],
     ],
@@ -130,10 +141,15 @@ ENTRY = {
     "fast": "import sys; from forge_tmux.cli import main; sys.exit(main(sys.argv[1:]))",
     "typer": "import sys; from forge_tmux.cli import _run; sys.exit(_run(sys.argv[1:]))",
 }
-_TIMES = re.compile(r'\d+\.\d+ ms|"duration_ms": [0-9.e-]+')
+# What differs between two runs of the same command anyway: durations and timestamps.
+_TIMES = re.compile(
+    r'\d+\.\d+ ms|"(duration_ms|timestamp)": [0-9.e-]+'
+    r"|(duration_seconds|timestamp_seconds|duration=)[ ]?[0-9.e-]+s?"
+)
 
 
 def through(path: str, args: list[str], env: dict[str, str]) -> tuple[int, str, str]:
+    """Exit code, stdout and stderr of `forge-tmux ARGS` through the fast path or Typer's."""
     proc = subprocess.run(
         [sys.executable, "-c", ENTRY[path], *args],
         env=env,
@@ -203,3 +219,68 @@ def test_both_paths_run_the_same(tmux_env: TmuxEnv) -> None:
         assert seen[0] == seen[1], args
         codes.add(seen[0][0])
     assert codes == {0, 2}  # the corpus did real work, and refused bad input
+
+
+def drain(listener: socket.socket) -> None:
+    """Accept and close what the previous run left queued on a listener that never answers."""
+    while True:
+        try:
+            conn, _ = listener.accept()
+        except BlockingIOError:
+            return
+        conn.close()
+
+
+@needs_tmux
+def test_both_paths_report_the_same_health(tmux_env: TmuxEnv) -> None:
+    """health as the timer, the plugin and an operator run it; each run with a state directory
+    of its own, so --events sees the same past both ways."""
+    tmux_env.start("live")
+    make_stale_socket(tmux_env.path("dead"))
+    hung = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)  # listens, never answers
+    hung.bind(tmux_env.path("hung"))
+    hung.listen(8)
+    hung.setblocking(False)
+    d = tmux_env.sockdir
+    out_dir = os.path.join(tmux_env.root, "out")
+    os.mkdir(out_dir)
+    prom = os.path.join(out_dir, "forge.prom")
+    corpus = [
+        ["health", "--timeout", "0.3"],  # the default directories
+        ["health", "--dir", d, "--timeout", "0.3"],
+        ["health", "--dir", d, "--json", "--timeout=0.3"],
+        ["health", "--dir", d, "--format", "json", "--check", "--timeout", "0.3"],
+        ["health", "--dir", d, "--format=prometheus", "--timeout", "0.3", "--output", prom],
+        ["health", "--dir", d, "--format", "nagios", "--timeout", "0.3"],
+        ["health", "--dir", d, "--format", "nagios", "-w", "dead=5", "-c", "hung=3", "-c", "0"],
+        ["health", "--dir", d, "--format", "nagios", "--warning=bogus"],  # plugin UNKNOWN
+        ["health", "--dir", d, "--format", "nagios", "--timeout", "0"],  # plugin UNKNOWN
+        ["health", "--dir", d, "-w", "1"],  # thresholds without nagios: exit 2
+        ["health", "--dir", d, "--json", "--format", "prometheus"],  # conflict: exit 2
+        ["health", "--dir", d, "--events", "--timeout", "0.3"],
+        ["health", "--dir", d, "--all-users", "--json", "--timeout", "0.3"],
+        ["health", "--dir", os.path.join(tmux_env.root, "missing"), "--check"],
+        ["health", "--dir", d, "--output", os.path.join(tmux_env.root, "no", "such")],
+        ["-v", "health", "--dir", d, "--timeout", "0.3", "--events", "--json"],
+    ]
+    codes = set()
+    try:
+        for number, args in enumerate(corpus):
+            assert _fast.parse(args) is not None, args
+            seen = []
+            for path in ("fast", "typer"):
+                drain(hung)  # each run finds the same backlog: empty
+                state = os.path.join(tmux_env.root, f"state-{number}-{path}")
+                env = {**tmux_env.env, "FORGE_TMUX_STATE_DIR": state}
+                code, out, err = through(path, args, env)
+                written = ""
+                if os.path.exists(prom):
+                    with open(prom) as fh:
+                        written = _TIMES.sub("T", fh.read())
+                    os.unlink(prom)
+                seen.append((code, out, err, written))
+            assert seen[0] == seen[1], args
+            codes.add(seen[0][0])
+    finally:
+        hung.close()
+    assert codes == {0, 1, 2, 3}  # OK, problems found, bad usage, the plugin's UNKNOWN

@@ -79,6 +79,16 @@ def test_plain_sweep_imports_nothing_heavy(tmp_path: os.PathLike[str]) -> None:
     }
 
 
+def test_the_health_timer_and_plugin_need_no_typer(tmp_path: os.PathLike[str]) -> None:
+    empty = os.path.join(os.fspath(tmp_path), "empty")
+    os.mkdir(empty, 0o700)
+    env = {**os.environ, "XDG_CONFIG_HOME": os.fspath(tmp_path)}
+    for fmt in ("prometheus", "nagios"):
+        modules = imported("health", "--dir", empty, "--format", fmt, env=env)
+        assert "forge_tmux.health" in modules
+        assert not {m for m in modules if m.split(".")[0] in ("typer", "telegram", "jinja2")}
+
+
 def test_a_sweep_typer_must_parse_still_loads_only_its_command(
     tmp_path: os.PathLike[str],
 ) -> None:

@@ -14,8 +14,8 @@ import re
 import time
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import NamedTuple
 
 from forge_tmux import __version__, tmux
 from forge_tmux.errors import OrphansUnknown
@@ -48,15 +48,13 @@ class DirCheck(StrEnum):
     UNREADABLE = "unreadable"  # cannot be listed (a symlink, permissions): its sockets unseen
 
 
-@dataclass(frozen=True, slots=True)
-class DirHealth:
+class DirHealth(NamedTuple):
     path: str
     status: DirCheck
     reason: str = ""
 
 
-@dataclass(frozen=True, slots=True)
-class SocketHealth:
+class SocketHealth(NamedTuple):
     path: str
     state: Health
     sessions: int | None  # for live servers that answered; None otherwise
@@ -65,19 +63,18 @@ class SocketHealth:
     uid: int | None = None  # owner of the socket file
 
 
-@dataclass(frozen=True, slots=True)
-class HealthResult:
+class HealthResult(NamedTuple):
     dirs: tuple[DirHealth, ...]
     sockets: tuple[SocketHealth, ...]
     orphans: tuple[Orphan, ...] = ()
     orphan_error: str = ""  # why orphans could not be looked for ("" when they were)
-    timestamp: float = field(default_factory=time.time)
+    timestamp: float = 0.0  # time.time() of the run: collect() sets it
     duration_s: float = 0.0
     # Directories the operator named (--dir) that do not exist: a typo in a monitoring command
     # must not read as "all fine", so these make the result incomplete.
     named_missing: tuple[str, ...] = ()
 
-    def count(self, state: Health) -> int:
+    def count(self, state: Health) -> int:  # tuple.count: a result is never used as a sequence
         return sum(1 for s in self.sockets if s.state is state)
 
     @property

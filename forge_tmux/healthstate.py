@@ -17,9 +17,8 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any
+from typing import Any, NamedTuple
 
 from forge_tmux import atomic
 from forge_tmux.health import DirCheck, Health, HealthResult
@@ -35,8 +34,7 @@ class EventKind(StrEnum):
     ORPHANED = "orphaned"
 
 
-@dataclass(frozen=True, slots=True)
-class Event:
+class Event(NamedTuple):
     kind: EventKind
     path: str
     pid: int | None

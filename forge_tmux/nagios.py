@@ -24,9 +24,8 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 from enum import IntEnum
-from typing import Final
+from typing import Final, NamedTuple
 
 from forge_tmux.errors import UsageError
 from forge_tmux.health import DirCheck, DirHealth, Health, HealthResult, render_row
@@ -49,8 +48,7 @@ METRICS: Final = ("live", "dead", "hung", "unknown", "orphaned", "sessions")
 PROBLEM_METRICS: Final = ("dead", "hung", "orphaned")
 
 
-@dataclass(frozen=True, slots=True)
-class Range:
+class Range(NamedTuple):
     """A threshold range: alert when the value is outside [start, end] (inside, if `inside`)."""
 
     start: float = 0.0
@@ -119,8 +117,7 @@ def parse_thresholds(specs: Iterable[str], option: str, defaults: Thresholds) ->
     return chosen
 
 
-@dataclass(frozen=True, slots=True)
-class Verdict:
+class Verdict(NamedTuple):
     status: Status
     values: dict[str, float]
     warning: Thresholds

@@ -25,8 +25,8 @@ import fcntl
 import os
 import stat
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
 from enum import StrEnum
+from typing import NamedTuple
 
 # Raised here; `health` and the CLI import it from here.
 from forge_tmux.errors import OrphansUnknown, SockDiagUnavailable
@@ -36,15 +36,13 @@ from forge_tmux.unixdiag import BoundSocket, bound_sockets
 TMUX_SERVER_NAME = "tmux: server"
 
 
-@dataclass(frozen=True, slots=True)
-class TmuxServer:
+class TmuxServer(NamedTuple):
     pid: int
     uid: int
     started: int  # start time in clock ticks since boot (/proc/PID/stat): tells pid reuse apart
 
 
-@dataclass(frozen=True, slots=True)
-class Orphan:
+class Orphan(NamedTuple):
     pid: int
     uid: int
     path: str  # where the server listened (bound) and where SIGUSR1 would put its socket back
@@ -53,8 +51,7 @@ class Orphan:
     started: int = 0  # the server's start time (see TmuxServer), checked again before a signal
 
 
-@dataclass(frozen=True, slots=True)
-class ProcInfo:
+class ProcInfo(NamedTuple):
     name: str  # comm
     state: str  # R, S, D, T, t, Z, ...
     started: int  # clock ticks since boot
@@ -204,8 +201,7 @@ class RecoverAction(StrEnum):
     FAILED = "failed"  # SIGUSR1 was sent but the socket did not come back in time
 
 
-@dataclass(frozen=True, slots=True)
-class Recovery:
+class Recovery(NamedTuple):
     pid: int
     path: str
     action: RecoverAction
@@ -227,8 +223,7 @@ class Recovery:
         return f"{self.action.value:13} pid {self.pid} {display(self.path)}: {self.reason}"
 
 
-@dataclass(frozen=True, slots=True)
-class RecoverReport:
+class RecoverReport(NamedTuple):
     """What `recover` did: one Recovery per orphan, or why orphans could not be looked for."""
 
     dry_run: bool

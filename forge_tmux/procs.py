@@ -21,14 +21,15 @@ import shutil
 import subprocess
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from typing import NamedTuple
 
 _CHUNK = 65536
 _FOUND: dict[tuple[str, str | None], str] = {}  # (name, PATH) -> path, see which()
 
 
-@dataclass(frozen=True, slots=True)
-class Ran:
+# The records here and in the modules `health` imports are NamedTuples, not dataclasses:
+# `dataclasses` (with `inspect`) and a dataclass per record cost the health timer ~15 ms a run.
+class Ran(NamedTuple):
     """What one run of a program gave: the record every door returns."""
 
     argv: tuple[str, ...]

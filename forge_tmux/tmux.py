@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from enum import StrEnum
 
 from forge_tmux import procs, secret
@@ -58,9 +57,10 @@ def classify_error(stderr: str) -> TmuxErrorKind:
     return TmuxErrorKind.OTHER
 
 
-@dataclass(frozen=True, slots=True)
 class TmuxResult(procs.Ran):
     """The shared record of a run, read the tmux way: the error is in the text."""
+
+    __slots__ = ()
 
     @property
     def error_kind(self) -> TmuxErrorKind:

@@ -17,7 +17,7 @@ from __future__ import annotations
 import os
 import socket
 import struct
-from dataclasses import dataclass
+from typing import NamedTuple
 
 # Raised here; kept importable from here for the callers that name it so.
 from forge_tmux.errors import SockDiagUnavailable
@@ -36,8 +36,7 @@ STATE_CLOSE, STATE_LISTEN = 7, 10
 BOUND_STATES = (1 << STATE_CLOSE) | (1 << STATE_LISTEN)
 
 
-@dataclass(frozen=True, slots=True)
-class BoundSocket:
+class BoundSocket(NamedTuple):
     """A unix socket bound to a path in the file system."""
 
     path: str  # as given to bind(); the file may have been deleted or replaced since

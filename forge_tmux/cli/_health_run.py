@@ -144,7 +144,6 @@ def _render(
 
 
 def _named_missing(result: HealthResult, named: list[str]) -> HealthResult:
-    import dataclasses  # noqa: PLC0415
     import logging  # noqa: PLC0415
 
     from forge_tmux.health import DirCheck  # noqa: PLC0415
@@ -155,7 +154,7 @@ def _named_missing(result: HealthResult, named: list[str]) -> HealthResult:
     )
     for path in missing:
         logging.getLogger(__name__).warning("--dir %s does not exist", path)
-    return dataclasses.replace(result, named_missing=missing)
+    return result._replace(named_missing=missing)
 
 
 def _thresholds(

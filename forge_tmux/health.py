@@ -12,17 +12,15 @@ from __future__ import annotations
 import os
 import re
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from enum import StrEnum
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 from forge_tmux import __version__, tmux
 from forge_tmux.errors import OrphansUnknown
-from forge_tmux.janitorstate import Labelled, exposition
-from forge_tmux.locks import LOCK_SUFFIX
 from forge_tmux.orphans import Orphan, orphaned_servers
-from forge_tmux.paths import display
+from forge_tmux.paths import LOCK_SUFFIX, display
 from forge_tmux.probe import (
     Connector,
     Probe,
@@ -32,6 +30,9 @@ from forge_tmux.probe import (
     probe_connect,
 )
 from forge_tmux.sockdir import DirStatus, open_socket_dir
+
+if TYPE_CHECKING:
+    from forge_tmux.janitorstate import Labelled
 
 
 class Health(StrEnum):
@@ -160,13 +161,20 @@ LIST_SESSIONS = ("list-sessions", "-F", "#{session_id}")
 _SESSION_ID = re.compile(r"^\$\d+$")
 
 
-def query(path: str, probe: Probe, uid: int | None, timeout: float) -> SocketHealth:
-    """Ask a listening server for its sessions; `list-sessions` never starts a server."""
+def query(
+    path: str,
+    probe: Probe,
+    uid: int | None,
+    timeout: float,
+    env: Mapping[str, str] | None = None,
+) -> SocketHealth:
+    """Ask a listening server for its sessions; `list-sessions` never starts a server. `env`:
+    tmux's environment, when the caller has computed it once for many queries."""
     if probe.peer_pid is not None and process_state(probe.peer_pid) in ("T", "t"):
         reason = f"server process {probe.peer_pid} is stopped"
         return SocketHealth(path, Health.HUNG, None, reason, probe.peer_pid, uid)
     try:
-        result = tmux.run(LIST_SESSIONS, socket_path=path, timeout=timeout)
+        result = tmux.run(LIST_SESSIONS, socket_path=path, timeout=timeout, env=env)
     except tmux.TmuxNotFound as exc:
         return SocketHealth(path, Health.UNKNOWN, None, str(exc), probe.peer_pid, uid)
     if result.timed_out:
@@ -273,7 +281,12 @@ def collect(
     # millisecond alone, but tens of them competing with the query threads for the GIL.
     orphan_list, orphan_error = _orphans(checked, orphan_dirs, orphan_uid) if orphans else ([], "")
     with ThreadPoolExecutor(max_workers=max(1, min(parallel, len(to_ask) or 1))) as pool:
-        futures = [pool.submit(query, path, probe, uid, timeout) for path, probe, uid in to_ask]
+        # The environment once, not once a query: reading os.environ is a third of the Python
+        # work of each tmux call, and a hundred of them compete for one interpreter lock.
+        env = tmux.clean_env() if to_ask else None
+        futures = [
+            pool.submit(query, path, probe, uid, timeout, env) for path, probe, uid in to_ask
+        ]
         sockets.extend(f.result() for f in futures)
     sockets.sort(key=lambda s: s.path)
     return HealthResult(
@@ -367,5 +380,7 @@ def render_prometheus(result: HealthResult, janitor: Sequence[Labelled] = ()) ->
     )
     for name, help_text, value in gauges:
         lines += [f"# HELP {name} {help_text}", f"# TYPE {name} gauge", f"{name} {value}"]
+    from forge_tmux.janitorstate import exposition  # noqa: PLC0415 - prometheus only
+
     lines += exposition(janitor, __version__)
     return "\n".join(lines) + "\n"

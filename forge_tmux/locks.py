@@ -68,8 +68,6 @@ from typing import NamedTuple
 
 FileKey = tuple[int, int]  # (st_dev, st_ino)
 
-LOCK_SUFFIX = ".lock"
-
 
 def open_lock(dir_fd: int, lock_name: str, create: bool, exclusive: bool = False) -> int:
     """Open tmux's lock file `lock_name` in the directory as tmux does (0600), never through a

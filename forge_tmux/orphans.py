@@ -398,7 +398,8 @@ def _signal_under_lock(dir_fd: int, orphan: Orphan, timeout: float) -> Recovery:
     import time  # noqa: PLC0415
 
     # The sweep's own lock helpers: the same file, flags and ownership rule as its removals.
-    from forge_tmux.locks import LOCK_SUFFIX, HeldLocks, lock_is_ours, open_lock  # noqa: PLC0415
+    from forge_tmux.locks import HeldLocks, lock_is_ours, open_lock  # noqa: PLC0415
+    from forge_tmux.paths import LOCK_SUFFIX  # noqa: PLC0415
 
     lock_name = os.path.basename(orphan.path) + LOCK_SUFFIX
     try:

@@ -6,6 +6,7 @@ import os
 
 TMUX_SOCKET_ROOT_DEFAULT = "/tmp"  # noqa: S108 - tmux's own _PATH_TMP
 SUN_PATH_MAX = 107  # sockaddr_un.sun_path is 108 bytes including the terminating NUL
+LOCK_SUFFIX = ".lock"  # tmux's lock file beside each socket: `<socket>.lock` (see locks.py)
 
 
 def tmux_socket_root(environ: dict[str, str] | None = None) -> str:

@@ -36,7 +36,6 @@ from enum import StrEnum
 from typing import NamedTuple
 
 from forge_tmux.locks import (
-    LOCK_SUFFIX,
     FileKey,
     HeldLocks,
     lock_is_ours,
@@ -44,7 +43,7 @@ from forge_tmux.locks import (
     not_a_tmux_lock,
     open_lock,
 )
-from forge_tmux.paths import display
+from forge_tmux.paths import LOCK_SUFFIX, display
 from forge_tmux.probe import (
     Bindings,
     Budget,
